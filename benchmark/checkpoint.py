@@ -1,0 +1,37 @@
+"""Checkpoints as plain data: state dicts, a plain-dict config, the vocabulary and progress.
+
+Everything loads with ``torch.load(..., weights_only=True)``: no pickled argparse objects.
+Writes go to a temporary file that replaces the old one, so a kill mid-write loses nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.errors import UserError
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass results/runs/<run>/checkpoints/best.pt")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign or corrupt files
+        raise UserError(f"{path} is not an itr-bench checkpoint ({type(exc).__name__}); pass a best.pt or last.pt") from None
+    missing = {"model", "config", "vocab", "dims", "epoch"} - set(payload)
+    if missing:
+        raise UserError(f"{path} is not an itr-bench checkpoint (no {', '.join(sorted(missing))})")
+    return payload

@@ -1,0 +1,167 @@
+"""``python -m benchmark <command>``: a thin argparse layer over the library.
+
+User mistakes (``UserError``) print one ``error:`` line and exit 2; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from benchmark.errors import UserError
+
+
+def _add_results_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results-dir", metavar="DIR",
+                        help="where runs, the MLflow store and cached data go (default: $ITR_BENCH_RESULTS or ./results)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description="itr-bench: train, evaluate and track region-feature image-text retrieval models.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="train and evaluate one variant", description=(
+        "Train one variant, select the best epoch on dev rSum, evaluate it on test, and track it in MLflow. "
+        "Overrides are dotted config keys, e.g. train.lr=3e-4 model.embed_dim=512."))
+    run.add_argument("--variant", help="variant spec, e.g. sa (see `python -m benchmark variants`)")
+    run.add_argument("--dataset", help="synthetic (default) | f30k | coco")
+    run.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/ (default: $ITR_BENCH_DATA)")
+    run.add_argument("--epochs", type=int, help="training epochs")
+    run.add_argument("--seed", type=int, help="random seed (python, numpy, torch)")
+    run.add_argument("--device", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    run.add_argument("--experiment", help="MLflow experiment name (default: itr-bench)")
+    run.add_argument("--config", metavar="FILE", help="TOML config (a saved results/runs/<run>/config.toml works)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    run.add_argument("--log-checkpoint", action="store_true", help="also store best.pt as an MLflow artifact")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=3e-4")
+    _add_results_dir(run)
+
+    evaluate = commands.add_parser("eval", help="evaluate a saved checkpoint", description=(
+        "Evaluate a checkpoint (results/runs/<run>/checkpoints/best.pt) with the field's protocol."))
+    evaluate.add_argument("--checkpoint", required=True, metavar="PATH", help="a best.pt or last.pt")
+    evaluate.add_argument("--dataset", help="dataset to evaluate on (default: the one it was trained on)")
+    evaluate.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/")
+    evaluate.add_argument("--split", help="split to evaluate (default: the dataset's test split)")
+    evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    _add_results_dir(evaluate)
+
+    data = commands.add_parser("data", help="generate the synthetic dataset or check a real one")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    generate = data_commands.add_parser("generate", help="generate (or find cached) the synthetic dataset", description=(
+        "Generate the synthetic diagnostic dataset. Overrides are data.synthetic.* keys, e.g. data.synthetic.noise=0.8."))
+    generate.add_argument("--config", metavar="FILE", help="TOML config whose [data.synthetic] section is used")
+    generate.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.synthetic.train_groups=2000")
+    _add_results_dir(generate)
+    check = data_commands.add_parser("check", help="validate a data root and report shapes and missing files")
+    check.add_argument("--dataset", required=True, help="f30k | coco | synthetic")
+    check.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/ (default: $ITR_BENCH_DATA)")
+    _add_results_dir(check)
+
+    listing = commands.add_parser("variants", help="list the registered components and how to combine them")
+    listing.add_argument("--details", action="store_true", help="also show parameter counts")
+    listing.add_argument("--dataset", default="synthetic", help="whose feature dims the parameter counts use (default: synthetic)")
+    listing.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/")
+    _add_results_dir(listing)
+
+    ui = commands.add_parser("ui", help="open the MLflow UI on the suite's runs")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    _add_results_dir(ui)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    from benchmark import config, runner
+    from benchmark.summary import evaluation_report
+
+    results = runner.results_dir(args.results_dir)
+    if args.resume:
+        given = [flag for flag in ("variant", "dataset", "data_root", "epochs", "seed", "device", "experiment", "config") if getattr(args, flag)]
+        if given or args.overrides:
+            raise UserError("--resume continues with the run's saved config; drop the other options and overrides")
+        result = runner.run(config.RunConfig(), results, resume_dir=Path(args.resume))
+    else:
+        flags = {"seed": args.seed, "device": args.device, "experiment": args.experiment,
+                 "data": {"dataset": args.dataset, "data_root": args.data_root},
+                 "model": {"variant": args.variant}, "train": {"epochs": args.epochs}}
+        flags = _drop_none(flags)
+        if args.log_checkpoint:
+            flags["log_checkpoint"] = True
+        cfg = config.resolve(args.config, config.parse_overrides(args.overrides), flags)
+        result = runner.run(cfg, results)
+    print(f"\ntest ({result.run_dir.name}, best epoch {result.best_epoch}, dev rSum {result.best_dev_rsum:.1f})")
+    print(evaluation_report(result.metrics))
+    print(f"wall time {result.seconds:.0f} s, peak RSS {result.extra['peak_rss_mb']:.0f} MB; outputs in {result.run_dir}")
+
+
+def _drop_none(values: dict) -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from benchmark import runner
+    from benchmark.summary import evaluation_report
+
+    split, result = runner.evaluate_checkpoint(Path(args.checkpoint), runner.results_dir(args.results_dir),
+                                               args.dataset, args.data_root, args.split, args.device)
+    print(f"{split}:")
+    print(evaluation_report(result.metrics))
+
+
+def _data(args: argparse.Namespace) -> None:
+    from benchmark import config, runner
+    from benchmark.data import inspection
+
+    results = runner.results_dir(args.results_dir)
+    if args.data_command == "generate":
+        overrides = config.parse_overrides(args.overrides)
+        if set(overrides) - {"data"} or set(overrides.get("data", {})) - {"synthetic"}:
+            raise UserError("data generate takes data.synthetic.* overrides only, e.g. data.synthetic.noise=0.8")
+        cfg = config.resolve(args.config, overrides)
+        print(inspection.generate(cfg.data.synthetic, results))
+    else:
+        report, ok = inspection.check(args.dataset, args.data_root, results)
+        print(report)
+        if not ok:
+            raise SystemExit(1)
+
+
+def _variants(args: argparse.Namespace) -> None:
+    from benchmark import runner
+    from benchmark.variant_catalogue import catalogue
+
+    print(catalogue(args.details, args.dataset, args.data_root, runner.results_dir(args.results_dir)))
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from benchmark import runner, ui
+
+    return ui.serve(runner.results_dir(args.results_dir), args.host, args.port)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)  # a terminated run ends KILLED in MLflow, like Ctrl-C
+    handlers = {"run": _run, "eval": _eval, "data": _data, "variants": _variants, "ui": _ui}
+    try:
+        return handlers[args.command](args) or 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

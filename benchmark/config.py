@@ -1,0 +1,247 @@
+"""One typed run configuration: documented defaults, TOML files and ``key=value`` overrides.
+
+Every field below is a documented default. A TOML file uses the same sections (``[data]``,
+``[model]``, ``[train]``, ``[eval]``, ``[data.synthetic]``) and top-level keys (``seed``, ...);
+command-line overrides use dotted names such as ``train.lr=3e-4``. Every run saves the fully
+resolved config beside its results, and that file loads back unchanged with ``--config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from benchmark.errors import UserError
+
+
+@dataclass
+class SyntheticConfig:
+    """Size and difficulty of the synthetic diagnostic dataset (see ``benchmark.data.synthetic``)."""
+
+    train_groups: int = 600  # groups of four images (base + three twins)
+    dev_groups: int = 100
+    test_groups: int = 250  # 250 groups = 1,000 test images, like the Flickr30K 1K test
+    n_regions: int = 16  # regions per image (real BUTD features have 36)
+    region_dim: int = 128
+    grid_size: int = 7  # grid_size x grid_size cells, like DLCT's 7x7
+    grid_dim: int = 64
+    n_classes: int = 10
+    n_colours: int = 6
+    n_scenes: int = 6
+    objects_per_image: int = 3  # two mentioned objects plus distractors
+    regions_per_object: int = 3
+    noise: float = 0.5  # std of the Gaussian noise added to every feature
+    entangle: float = 0.0  # 0..1: overlapping regions mix their features ("feature entanglement")
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to read and where from."""
+
+    dataset: str = "synthetic"  # synthetic | f30k | coco
+    data_root: str = ""  # real data root; empty means $ITR_BENCH_DATA
+    vocab_min_count: int = 1  # words seen fewer times in train captions map to <unk>
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    """The variant and the sizes shared by its components."""
+
+    variant: str = "sa"  # a spec of registered components joined by '+'; see `benchmark variants`
+    embed_dim: int = 128  # joint embedding size (the field uses 1024 on real data: configs/f30k.toml)
+    word_dim: int = 128  # BiGRU word-embedding size (300 on real data)
+    num_heads: int = 4
+    num_layers: int = 1  # relation-encoder layers
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """The one training recipe (VSE++ loss, AdamW, step schedule)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 5e-4
+    lr_milestones: list[int] = field(default_factory=lambda: [7])  # epochs where lr *= lr_gamma
+    lr_gamma: float = 0.1
+    weight_decay: float = 1e-4
+    grad_clip: float = 2.0  # max gradient norm; 0 disables clipping
+    margin: float = 0.2  # hinge margin of the triplet loss (VSE++)
+    warmup_epochs: int = 1  # epochs of sum-over-negatives before hardest negatives (vse_infty)
+    group_batches: bool = True  # keep twin groups in one batch, so twins are hard negatives
+    amp: bool = True  # bfloat16 autocast, on CUDA only
+
+
+@dataclass
+class EvalConfig:
+    """How evaluation is chunked (results do not depend on these)."""
+
+    batch_size: int = 256  # images or captions encoded at once
+    image_chunk: int = 256  # images per block of the similarity matrix
+
+
+@dataclass
+class RunConfig:
+    """Everything one `run` needs. Only the fields here change a run's numbers."""
+
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    experiment: str = "itr-bench"  # MLflow experiment name
+    log_checkpoint: bool = False  # also store best.pt as an MLflow artifact
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# Fields that say where things go, not what is computed: left out of the config hash.
+_UNHASHED = {"experiment", "log_checkpoint", "data.data_root", "device"}
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as nested plain dicts (TOML- and JSON-ready)."""
+    return dataclasses.asdict(cfg)
+
+
+def flatten(cfg: Any) -> dict[str, Any]:
+    """``{'train.lr': 5e-4, ...}``: dotted names for MLflow params."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}{key}.", sub)
+        else:
+            out[prefix[:-1]] = value
+
+    walk("", to_dict(cfg))
+    return out
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """A short stable hash of what determines a run's numbers (seed included)."""
+    flat = {k: v for k, v in flatten(cfg).items() if k not in _UNHASHED}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_type(name: str, value: Any, expected: Any) -> Any:
+    """Return ``value`` as ``expected`` or raise a one-line UserError."""
+    origin = typing.get_origin(expected)
+    if origin is list:
+        (item_type,) = typing.get_args(expected)
+        if not isinstance(value, list):
+            raise UserError(f"config '{name}' must be a list, e.g. [8, 12]; got {value!r}")
+        return [_check_type(name, item, item_type) for item in value]
+    if origin in (typing.Union, types.UnionType):
+        return _check_type(name, value, next(a for a in typing.get_args(expected) if a is not type(None)))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is bool and not isinstance(value, bool):
+        raise UserError(f"config '{name}' must be true or false; got {value!r}")
+    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+        raise UserError(f"config '{name}' must be {expected.__name__}; got {value!r}")
+    return value
+
+
+def _unknown_key(name: str, valid: list[str]) -> UserError:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return UserError(f"unknown config key '{name}'.{hint} Valid keys: {', '.join(sorted(valid))}")
+
+
+def _apply(cfg: Any, values: dict[str, Any], prefix: str = "") -> None:
+    """Set nested ``values`` on the dataclass ``cfg`` in place, checking names and types."""
+    types_ = _field_types(type(cfg))
+    for key, value in values.items():
+        name = prefix + key
+        if key not in types_:
+            raise _unknown_key(name, list(flatten(RunConfig()).keys()))
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"config '{name}' is a section; set its keys, e.g. {name}.<key>=...")
+            _apply(current, value, name + ".")
+        else:
+            setattr(cfg, key, _check_type(name, value, types_[key]))
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value: TOML syntax when it parses (1e-3, true, [8, 12]), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``['train.lr=1e-3']`` -> ``{'train': {'lr': 0.001}}``."""
+    nested: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"override '{pair}' is not key=value; write e.g. train.lr=3e-4")
+        node = nested
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = _parse_value(text.strip())
+    return nested
+
+
+PRESETS = Path(__file__).parent / "configs"
+
+
+def presets() -> list[str]:
+    """Bundled recipes that ``--config NAME`` accepts (``benchmark/configs/NAME.toml``)."""
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config TOML file or a bundled preset by name, with clear errors."""
+    path = Path(path)
+    if not path.is_file() and str(path) in presets():
+        path = PRESETS / f"{path}.toml"
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; pass a .toml file or a preset ({', '.join(presets())}) to --config")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path} is not valid TOML ({exc}); fix the file") from None
+
+
+def resolve(config_file: str | Path | None = None, *layers: dict[str, Any]) -> RunConfig:
+    """Defaults, then the TOML file, then each override layer in order."""
+    cfg = RunConfig()
+    if config_file:
+        _apply(cfg, load_toml(config_file))
+    for layer in layers:
+        _apply(cfg, layer)
+    return cfg
+
+
+def from_dict(values: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig from ``to_dict`` output (a checkpoint's or a saved run's)."""
+    cfg = RunConfig()
+    _apply(cfg, values)
+    return cfg
+
+
+def save_toml(cfg: RunConfig, path: str | Path) -> None:
+    """Write the fully resolved config; ``--config`` reads it back unchanged."""
+    Path(path).write_text(tomli_w.dumps(to_dict(cfg)), encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Data: the community "precomp" layout, one loader for real and synthetic data, the vocabulary."""

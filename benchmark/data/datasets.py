@@ -1,0 +1,25 @@
+"""From a data config to loaded splits: synthetic data is generated (or found cached) first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.config import DataConfig
+from benchmark.data.layout import DatasetSpec
+from benchmark.data.loader import Split, dataset_folder, dataset_spec, load_splits, resolve_root
+from benchmark.data.synthetic import ensure_dataset
+
+
+def dataset_root(cfg: DataConfig, results_dir: Path) -> Path:
+    """The data root holding ``<name>_precomp/``."""
+    dataset_spec(cfg.dataset)
+    if cfg.dataset == "synthetic":
+        return ensure_dataset(cfg.synthetic, results_dir)
+    return resolve_root(cfg.data_root)
+
+
+def open_dataset(cfg: DataConfig, results_dir: Path, splits: tuple[str, ...] | None = None) -> tuple[DatasetSpec, dict[str, Split]]:
+    """The dataset's spec and its validated splits (all of them by default)."""
+    spec = dataset_spec(cfg.dataset)
+    folder = dataset_folder(spec, dataset_root(cfg, results_dir))
+    return spec, load_splits(spec, folder, splits)

@@ -1,0 +1,51 @@
+"""``data generate`` and ``data check``: human-readable reports on a dataset's files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.config import DataConfig, SyntheticConfig
+from benchmark.data.layout import SplitFiles
+from benchmark.data.loader import dataset_folder, dataset_spec, load_split
+from benchmark.data.datasets import dataset_root
+from benchmark.data.synthetic import ensure_dataset
+from benchmark.errors import UserError
+
+
+def generate(cfg: SyntheticConfig, results_dir: Path) -> str:
+    """Generate (or find cached) the synthetic dataset and describe it."""
+    root = ensure_dataset(cfg, results_dir)
+    return f"synthetic dataset at {root}\n" + check_folder(root / "synthetic_precomp", ("train", "dev", "test"))[0]
+
+
+def _describe(folder: Path, split: str) -> tuple[str, bool]:
+    files = SplitFiles(folder, split)
+    try:
+        data = load_split(folder, split)
+    except UserError as exc:
+        return f"  {split:8} PROBLEM: {exc}", False
+    parts = [f"{data.n_images} images", f"{data.n_captions} captions",
+             f"regions {tuple(data.regions.shape[1:])}" + (" (5 rows per image)" if data.rows_per_image > 1 else "")]
+    parts.append("boxes " + ("yes" if data.boxes is not None else f"missing ({files.boxes.name} or {files.pixel_boxes.name} + {files.image_sizes.name})"))
+    parts.append(f"grid {tuple(data.grid.shape[1:])}" if data.grid is not None else f"grid missing ({files.grid.name})")
+    if data.twins is not None:
+        parts.append(f"{len(data.twins)} twin groups")
+    return f"  {split:8} " + ", ".join(parts), True
+
+
+def check_folder(folder: Path, splits: tuple[str, ...]) -> tuple[str, bool]:
+    lines, ok = [], True
+    for split in splits:
+        line, fine = _describe(folder, split)
+        lines.append(line)
+        ok &= fine
+    return "\n".join(lines), ok
+
+
+def check(dataset: str, data_root: str | None, results_dir: Path) -> tuple[str, bool]:
+    """Validate every split of a dataset; report shapes, optional files and problems."""
+    spec = dataset_spec(dataset)
+    folder = dataset_folder(spec, dataset_root(DataConfig(dataset=dataset, data_root=data_root or ""), results_dir))
+    report, ok = check_folder(folder, spec.splits)
+    verdict = "all splits load" if ok else "some splits have problems (see PROBLEM lines)"
+    return f"{spec.name} at {folder}\n{report}\n{verdict}", ok

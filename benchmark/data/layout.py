@@ -1,0 +1,91 @@
+"""Where each dataset's files live: the community "precomp" layout (SCAN, VSE++, vse_infty).
+
+``<root>/<name>_precomp/`` holds, per split:
+
+- ``{split}_ims.npy``: float32 ``(n_images, n_regions, dim)`` region features (BUTD: 36 x 2048).
+  Some releases store 5 identical rows per image; that is detected as the field does it: when
+  the row count equals the caption count, there are 5 rows per image.
+- ``{split}_caps.txt``: one caption per line, 5 consecutive lines per image.
+- ``{split}_ids.txt`` (optional): one image id per image.
+- boxes (optional; geometry-aware variants need them), either
+  ``{split}_ims_bbx.npy`` ``(n_images, n_regions, 4)`` pixel ``[x1, y1, x2, y2]`` with
+  ``{split}_ims_size.npy``, a pickled object array of ``{'image_h', 'image_w'}`` dicts (GSMN), or
+  ``{split}_boxes.npy`` already normalised to [0, 1].
+- ``{split}_grid.npy`` (optional): ``(n_images, G, C)`` grid features, ``G = g*g`` cells in
+  row-major order: cell ``r*g + c`` covers rows ``[r/g, (r+1)/g)`` of the image height and columns
+  ``[c/g, (c+1)/g)`` of its width, starting top-left (the order of a flattened C5 map).
+- ``{split}_twins.npy`` (optional, synthetic): ``(n_groups, 4)`` image indices
+  ``[base, layout twin, scene twin, attribute twin]`` for the diagnostic probes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CAPTIONS_PER_IMAGE = 5
+TWIN_KINDS = ("layout", "scene", "attribute")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset's folder, its splits, which split is the test, and how the test is scored."""
+
+    name: str
+    splits: tuple[str, ...]
+    test_split: str
+    test_folds: int = 1  # COCO: 1K is the mean over 5 folds of the 5K test
+
+    @property
+    def folder(self) -> str:
+        return f"{self.name}_precomp"
+
+
+DATASETS = {
+    "synthetic": DatasetSpec("synthetic", ("train", "dev", "test"), "test"),
+    "f30k": DatasetSpec("f30k", ("train", "dev", "test"), "test"),
+    "coco": DatasetSpec("coco", ("train", "dev", "testall"), "testall", test_folds=5),
+}
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """The paths of one split's files (which of them exist is the loader's business)."""
+
+    folder: Path
+    split: str
+
+    def _path(self, suffix: str) -> Path:
+        return self.folder / f"{self.split}_{suffix}"
+
+    @property
+    def regions(self) -> Path:
+        return self._path("ims.npy")
+
+    @property
+    def captions(self) -> Path:
+        return self._path("caps.txt")
+
+    @property
+    def ids(self) -> Path:
+        return self._path("ids.txt")
+
+    @property
+    def pixel_boxes(self) -> Path:
+        return self._path("ims_bbx.npy")
+
+    @property
+    def image_sizes(self) -> Path:
+        return self._path("ims_size.npy")
+
+    @property
+    def boxes(self) -> Path:
+        return self._path("boxes.npy")
+
+    @property
+    def grid(self) -> Path:
+        return self._path("grid.npy")
+
+    @property
+    def twins(self) -> Path:
+        return self._path("twins.npy")

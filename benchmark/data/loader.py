@@ -1,0 +1,233 @@
+"""One loader for every dataset, real or synthetic: validated, memory-mapped splits.
+
+Feature arrays are opened with ``mmap_mode='r'`` so a 33 GB COCO train file is never read whole
+into RAM. Every problem a user can fix raises a one-line ``UserError`` naming the file, what was
+expected, and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from benchmark.data.layout import CAPTIONS_PER_IMAGE, DATASETS, DatasetSpec, SplitFiles
+from benchmark.errors import UserError
+
+DATA_ROOT_ENV = "ITR_BENCH_DATA"
+_SCAN_ROWS = 4096  # rows per step of the NaN/inf scan
+
+
+@dataclass
+class Split:
+    """One split: features (memory-mapped), captions and optional geometry, grid and twins."""
+
+    name: str
+    regions: np.ndarray  # (n_rows, n_regions, dim), memory-mapped
+    rows_per_image: int  # 1, or 5 in releases that repeat each image's row per caption
+    captions: list[str]
+    boxes: np.ndarray | None = None  # (n_images, n_regions, 4) normalised [x1, y1, x2, y2]
+    grid: np.ndarray | None = None  # (n_images, cells, dim), memory-mapped
+    ids: list[str] | None = None
+    twins: np.ndarray | None = None  # (n_groups, 4): base, layout, scene, attribute twin
+
+    @property
+    def n_images(self) -> int:
+        return self.regions.shape[0] // self.rows_per_image
+
+    @property
+    def n_captions(self) -> int:
+        return len(self.captions)
+
+    def image_regions(self, images: np.ndarray) -> np.ndarray:
+        """Region features of the given image indices, read from the memory map."""
+        return np.asarray(self.regions[np.asarray(images) * self.rows_per_image], dtype=np.float32)
+
+
+def resolve_root(data_root: str | os.PathLike | None) -> Path:
+    """``--data-root``, else ``$ITR_BENCH_DATA``; it must exist."""
+    root = str(data_root or os.environ.get(DATA_ROOT_ENV, ""))
+    if not root:
+        raise UserError(f"no data root given; pass --data-root PATH or set {DATA_ROOT_ENV} (see README 'Real data')")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise UserError(f"data root {path} does not exist; pass --data-root PATH or set {DATA_ROOT_ENV}")
+    return path
+
+
+def dataset_folder(spec: DatasetSpec, root: Path) -> Path:
+    folder = root / spec.folder
+    if not folder.is_dir():
+        raise UserError(
+            f"{folder} does not exist; expected {spec.name}'s precomp files there "
+            f"(e.g. {spec.folder}/train_ims.npy, see README 'Real data')"
+        )
+    return folder
+
+
+def _load_array(path: Path, mmap: bool = True) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{path} is not a readable .npy array ({exc}); re-export it with numpy.save") from None
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise UserError(f"missing {path}: the {what}; see README 'Real data' for the expected layout")
+    return path
+
+
+def _check_finite(array: np.ndarray, path: Path) -> None:
+    """Scan for NaN/inf in chunks (memory-mapped arrays stay off-heap), with progress when large."""
+    steps = range(0, array.shape[0], _SCAN_ROWS)
+    large = array.nbytes > (1 << 30)
+    for start in tqdm(steps, desc=f"checking {path.name}", unit="chunk", disable=not large, leave=False):
+        chunk = np.asarray(array[start:start + _SCAN_ROWS])
+        if not np.isfinite(chunk).all():
+            bad = start + int(np.argwhere(~np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1))[0, 0])
+            raise UserError(f"{path} has NaN or inf values (first at row {bad}); regenerate or clean the features")
+
+
+def _read_captions(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
+def _rows_per_image(files: SplitFiles, n_rows: int, n_captions: int) -> int:
+    """The field's rule: as many rows as captions means 5 rows (one per caption) per image."""
+    if n_rows == n_captions:
+        return CAPTIONS_PER_IMAGE
+    if n_captions != CAPTIONS_PER_IMAGE * n_rows:
+        raise UserError(
+            f"{files.captions} has {n_captions} captions for {n_rows} images in {files.regions.name}; "
+            f"expected {CAPTIONS_PER_IMAGE} per image ({CAPTIONS_PER_IMAGE * n_rows} lines)"
+        )
+    return 1
+
+
+def _normalised_boxes(files: SplitFiles, n_images: int, n_regions: int) -> np.ndarray | None:
+    """Boxes in [0, 1], from ``{split}_boxes.npy`` or from GSMN's pixel boxes and image sizes."""
+    if files.boxes.is_file():
+        boxes, source = np.asarray(_load_array(files.boxes, mmap=False), dtype=np.float32), files.boxes
+    elif files.pixel_boxes.is_file():
+        source = files.pixel_boxes
+        boxes = np.asarray(_load_array(files.pixel_boxes, mmap=False), dtype=np.float32)
+        _require(files.image_sizes, f"image sizes that normalise {files.pixel_boxes.name}")
+        sizes = _load_sizes(files.image_sizes)
+        if len(sizes) != n_images:
+            raise UserError(f"{files.image_sizes} has {len(sizes)} entries for {n_images} images; regenerate it")
+        if boxes.ndim == 3 and boxes.shape[0] == n_images:
+            scale = np.array([[s["image_w"], s["image_h"], s["image_w"], s["image_h"]] for s in sizes], np.float32)
+            boxes = boxes / scale[:, None, :]
+    else:
+        return None
+    if boxes.shape != (n_images, n_regions, 4):
+        raise UserError(
+            f"{source} has shape {boxes.shape}; expected (n_images, n_regions, 4) = {(n_images, n_regions, 4)} "
+            "to match the region features"
+        )
+    if not np.isfinite(boxes).all():
+        raise UserError(f"{source} has NaN or inf values; regenerate the boxes")
+    return np.clip(boxes, 0.0, 1.0)
+
+
+def _load_sizes(path: Path) -> list[dict]:
+    """GSMN's pickled ``{'image_h', 'image_w'}`` dicts (older files need latin1 decoding)."""
+    for encoding in ("ASCII", "latin1"):
+        try:
+            sizes = np.load(path, allow_pickle=True, encoding=encoding)
+            break
+        except UnicodeError:  # numpy re-raises a py2 pickle's decode failure as UnicodeError
+            continue
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{path} is not a readable .npy array ({exc}); re-export it") from None
+    else:
+        raise UserError(f"{path} cannot be unpickled as ASCII or latin1; re-export it")
+    try:
+        return [{"image_w": float(s["image_w"]), "image_h": float(s["image_h"])} for s in sizes]
+    except (TypeError, KeyError, IndexError):
+        raise UserError(f"{path} must hold {{'image_h', 'image_w'}} dicts, one per image") from None
+
+
+def _load_grid(files: SplitFiles, n_images: int, rows_per_image: int) -> np.ndarray | None:
+    if not files.grid.is_file():
+        return None
+    grid = _load_array(files.grid)
+    if grid.ndim != 3 or grid.shape[0] not in (n_images, n_images * rows_per_image):
+        raise UserError(f"{files.grid} has shape {grid.shape}; expected (n_images={n_images}, cells, dim)")
+    side = round(grid.shape[1] ** 0.5)
+    if side * side != grid.shape[1]:
+        raise UserError(f"{files.grid} has {grid.shape[1]} cells; expected a square grid such as 7x7=49")
+    _check_finite(grid, files.grid)
+    if grid.shape[0] != n_images:  # one row per caption, like the region file
+        grid = grid[::rows_per_image]
+    return grid
+
+
+def _load_twins(files: SplitFiles, n_images: int) -> np.ndarray | None:
+    if not files.twins.is_file():
+        return None
+    twins = np.asarray(_load_array(files.twins, mmap=False), dtype=np.int64)
+    if twins.ndim != 2 or twins.shape[1] != 4 or twins.min(initial=0) < 0 or twins.max(initial=0) >= n_images:
+        raise UserError(f"{files.twins} must be (n_groups, 4) image indices below {n_images}; regenerate it")
+    return twins
+
+
+def load_split(folder: Path, split: str) -> Split:
+    """Load and validate one split from a ``<name>_precomp`` folder."""
+    files = SplitFiles(folder, split)
+    regions = _load_array(_require(files.regions, f"{split} region features"))
+    if regions.ndim != 3 or 0 in regions.shape:
+        raise UserError(f"{files.regions} has shape {regions.shape}; expected (n_images, n_regions, dim), e.g. (1000, 36, 2048)")
+    captions = _read_captions(_require(files.captions, f"{split} captions"))
+    rows_per_image = _rows_per_image(files, regions.shape[0], len(captions))
+    _check_finite(regions, files.regions)
+    n_images = regions.shape[0] // rows_per_image
+    ids = _read_captions(files.ids) if files.ids.is_file() else None
+    if ids is not None and len(ids) not in (n_images, regions.shape[0]):
+        raise UserError(f"{files.ids} has {len(ids)} ids for {n_images} images; fix or remove it")
+    return Split(
+        name=split,
+        regions=regions,
+        rows_per_image=rows_per_image,
+        captions=captions,
+        boxes=_normalised_boxes(files, n_images, regions.shape[1]),
+        grid=_load_grid(files, n_images, rows_per_image),
+        ids=ids[::rows_per_image] if ids is not None and len(ids) != n_images else ids,
+        twins=_load_twins(files, n_images),
+    )
+
+
+def check_consistent(splits: dict[str, Split], folder: Path) -> None:
+    """All splits must agree on region and grid shapes, or a model cannot serve them all."""
+    reference = next(iter(splits.values()))
+    for split in splits.values():
+        if split.regions.shape[1:] != reference.regions.shape[1:]:
+            raise UserError(
+                f"{folder}/{split.name}_ims.npy has regions of shape {split.regions.shape[1:]} but "
+                f"{reference.name} has {reference.regions.shape[1:]}; all splits need the same (n_regions, dim)"
+            )
+        for attr in ("grid", "boxes"):
+            if (getattr(split, attr) is None) != (getattr(reference, attr) is None):
+                raise UserError(f"{folder}: {attr} files exist for some splits only; provide them for {', '.join(splits)}")
+        if split.grid is not None and split.grid.shape[1:] != reference.grid.shape[1:]:
+            raise UserError(f"{folder}/{split.name}_grid.npy has shape {split.grid.shape[1:]} per image; {reference.name} has {reference.grid.shape[1:]}")
+
+
+def load_splits(spec: DatasetSpec, folder: Path, splits: tuple[str, ...] | None = None) -> dict[str, Split]:
+    """Load the named splits (all of the dataset's by default) and check they fit together."""
+    loaded = {name: load_split(folder, name) for name in (splits or spec.splits)}
+    check_consistent(loaded, folder)
+    return loaded
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[name]

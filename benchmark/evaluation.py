@@ -1,0 +1,100 @@
+"""Evaluating a model on a split with the field's protocol: encode once, score in chunks, rank.
+
+Images and captions are encoded once; the ``(n_images, 5 n_images)`` similarity matrix is then
+filled block by block (``eval.image_chunk`` images against all captions), so that COCO 5K
+(5,000 x 25,000) and heavier alignments stay within memory. Per-query ranks are kept for paired
+significance tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from benchmark.config import EvalConfig
+from benchmark.data.batches import image_batch, text_batch
+from benchmark.data.loader import Split
+from benchmark.metrics import QueryRanks, fold_ranks, mean_metrics, metrics_from_ranks, query_ranks
+from benchmark.probes import probe_accuracy, probe_outcomes
+from variants.base import ImageEmbedding, TextEmbedding
+from variants.model import RetrievalModel
+
+
+@dataclass
+class Evaluation:
+    """Metrics (flat, MLflow-ready names) and the per-query arrays behind them."""
+
+    metrics: dict[str, float]
+    ranks: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. 'i2t', 't2i', '1k_fold0_i2t'
+    probes: dict[str, np.ndarray] = field(default_factory=dict)  # per-caption outcomes per twin kind
+
+
+def autocast(device: torch.device, amp: bool):
+    """bfloat16 autocast on CUDA when ``amp``; a no-op on CPU, which stays in fp32."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def encode_split(model: RetrievalModel, split: Split, token_ids: list[list[int]], cfg: EvalConfig,
+                 device: torch.device, amp: bool = False) -> tuple[ImageEmbedding, TextEmbedding]:
+    """Every image and caption of the split, embedded (kept on ``device``)."""
+    model.eval()
+    length = max(len(ids) for ids in token_ids)
+    with autocast(device, amp):
+        images = ImageEmbedding.cat([
+            model.encode_images(image_batch(split, np.arange(i, min(i + cfg.batch_size, split.n_images))).to(device))
+            for i in range(0, split.n_images, cfg.batch_size)
+        ])
+        texts = TextEmbedding.cat([
+            model.encode_texts(text_batch(token_ids[i:i + cfg.batch_size], length).to(device))
+            for i in range(0, len(token_ids), cfg.batch_size)
+        ])
+    return images, texts
+
+
+@torch.no_grad()
+def similarity_matrix(model: RetrievalModel, images: ImageEmbedding, texts: TextEmbedding, cfg: EvalConfig,
+                      device: torch.device, amp: bool = False, desc: str = "scoring") -> np.ndarray:
+    """The full (n_images, n_captions) float32 matrix, computed ``image_chunk`` images at a time."""
+    n_images = len(images)
+    sims = np.empty((n_images, len(texts)), dtype=np.float32)
+    chunks = range(0, n_images, cfg.image_chunk)
+    with autocast(device, amp):
+        for start in tqdm(chunks, desc=desc, unit="chunk", disable=len(chunks) < 8, leave=False):
+            rows = slice(start, min(start + cfg.image_chunk, n_images))
+            sims[rows] = model.similarity(images[rows], texts).float().cpu().numpy()
+    return sims
+
+
+def _ranked(prefix: str, ranks: QueryRanks) -> dict[str, np.ndarray]:
+    return {f"{prefix}i2t": ranks.i2t, f"{prefix}t2i": ranks.t2i}
+
+
+def score(sims: np.ndarray, folds: int = 1, twins: np.ndarray | None = None) -> Evaluation:
+    """Protocol metrics for a similarity matrix; with ``folds`` > 1 also the fold mean (COCO 1K/5K)."""
+    full = query_ranks(sims)
+    if folds > 1:
+        per_fold = fold_ranks(sims, folds)
+        metrics = {f"5k_{k}": v for k, v in metrics_from_ranks(full).items()}
+        metrics |= {f"1k_{k}": v for k, v in mean_metrics([metrics_from_ranks(r) for r in per_fold]).items()}
+        ranks = _ranked("5k_", full)
+        for k, fold in enumerate(per_fold):
+            ranks |= _ranked(f"1k_fold{k}_", fold)
+    else:
+        metrics, ranks = metrics_from_ranks(full), _ranked("", full)
+    probes = probe_outcomes(sims, twins) if twins is not None and len(twins) else {}
+    return Evaluation(metrics=metrics | probe_accuracy(probes), ranks=ranks, probes=probes)
+
+
+def evaluate(model: RetrievalModel, split: Split, token_ids: list[list[int]], cfg: EvalConfig,
+             device: torch.device, folds: int = 1, amp: bool = False) -> Evaluation:
+    """Encode, score and rank one split."""
+    images, texts = encode_split(model, split, token_ids, cfg, device, amp)
+    sims = similarity_matrix(model, images, texts, cfg, device, amp, desc=f"scoring {split.name}")
+    return score(sims, folds, split.twins)

@@ -1,0 +1,217 @@
+"""``run``: train one variant on one dataset and seed, evaluate it on test, track it all in MLflow.
+
+Outputs go to ``results/runs/<time>-<variant>-<dataset>-seed<seed>/``; the MLflow run holds the
+same numbers. A run that fails or is interrupted ends FAILED or KILLED, never RUNNING, and can
+be continued with ``resume_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark import config as configuration
+from benchmark import tracking
+from benchmark.checkpoint import load_checkpoint
+from benchmark.config import RunConfig
+from benchmark.data.datasets import open_dataset
+from benchmark.data.layout import DatasetSpec
+from benchmark.data.loader import Split, dataset_spec
+from benchmark.data.vocab import Vocabulary
+from benchmark.errors import UserError
+from benchmark.evaluation import Evaluation, evaluate
+from benchmark.reproducibility import resolve_device, seed_everything
+from benchmark.training import EpochRecord, TrainingData, fit
+from variants.base import FeatureDims
+from variants.model import RetrievalModel, build_model, count_parameters
+from variants.registry import parse_variant
+
+RESULTS_ENV = "ITR_BENCH_RESULTS"
+
+
+def results_dir(path: str | os.PathLike | None = None) -> Path:
+    """``--results-dir``, else ``$ITR_BENCH_RESULTS``, else ``./results``."""
+    return Path(path or os.environ.get(RESULTS_ENV) or "results")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    run_id: str
+    metrics: dict[str, float]  # test metrics
+    best_epoch: int
+    best_dev_rsum: float
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def feature_dims(split: Split, vocab_size: int) -> FeatureDims:
+    grid = split.grid
+    return FeatureDims(
+        region_dim=split.regions.shape[2], n_regions=split.regions.shape[1], vocab_size=vocab_size,
+        grid_dim=0 if grid is None else grid.shape[2], grid_cells=0 if grid is None else grid.shape[1],
+    )
+
+
+def available_inputs(split: Split) -> frozenset[str]:
+    return frozenset(name for name in ("boxes", "grid") if getattr(split, name) is not None)
+
+
+def test_folds(spec: DatasetSpec, split: Split) -> int:
+    if spec.test_folds > 1 and split.n_images % spec.test_folds:
+        raise UserError(f"{spec.name} {split.name} has {split.n_images} images, which do not split into {spec.test_folds} folds of 1K")
+    return spec.test_folds
+
+
+def _new_run_dir(base: Path, cfg: RunConfig) -> Path:
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{parse_variant(cfg.model.variant).name}-{cfg.data.dataset}-seed{cfg.seed}"
+    for suffix in ("", *(f"-{i}" for i in range(2, 1000))):
+        path = base / "runs" / (stem + suffix)
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"cannot create a run folder under {base / 'runs'}; clean it up")
+
+
+def _open_resume(run_dir: Path) -> tuple[RunConfig, dict[str, Any] | None, str]:
+    """The saved config, last checkpoint (None if no epoch finished) and MLflow run id."""
+    if not (run_dir / "run.json").is_file():
+        raise UserError(f"{run_dir} is not a run folder (no run.json); pass results/runs/<run>")
+    if (run_dir / "metrics.json").is_file():
+        raise UserError(f"{run_dir} already finished; start a new run instead of --resume")
+    cfg = configuration.resolve(run_dir / "config.toml")
+    last = run_dir / "checkpoints" / "last.pt"
+    checkpoint = load_checkpoint(last) if last.is_file() else None
+    return cfg, checkpoint, json.loads((run_dir / "run.json").read_text())["mlflow_run_id"]
+
+
+def _epoch_logger(run_id: str, epochs: int):
+    import mlflow
+    from tqdm import tqdm
+
+    def log(record: EpochRecord) -> None:
+        metrics = {"train_loss": record.train_loss, "lr": record.lr, "epoch_seconds": record.seconds,
+                   "samples_per_s": record.samples_per_s}
+        metrics |= {f"dev_{k}": v for k, v in record.dev.metrics.items()}
+        mlflow.log_metrics(metrics, step=record.epoch, run_id=run_id)
+        probes = "  ".join(f"{k[6:]} {v:.1f}" for k, v in record.dev.metrics.items() if k.startswith("probe_"))
+        tqdm.write(
+            f"epoch {record.epoch}/{epochs}  loss {record.train_loss:.3f}  dev rSum {record.dev.metrics['rsum']:.1f}"
+            f"{' (best)' if record.is_best else ''}  {probes}  {record.seconds:.1f}s  {record.samples_per_s:.0f} pairs/s"
+        )
+
+    return log
+
+
+def _save_outputs(run_dir: Path, test: Evaluation, summary: dict[str, Any]) -> None:
+    np.savez_compressed(run_dir / "ranks.npz", **test.ranks, **{f"probe_{k}": v for k, v in test.probes.items()})
+    (run_dir / "metrics.json").write_text(json.dumps(summary | {"test": test.metrics}, indent=2))
+
+
+def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=None) -> RunResult:
+    """Train, select on dev, evaluate the best checkpoint on test; everything tracked in MLflow.
+
+    ``on_epoch`` (optional) is called after each epoch's checkpoint is written; tests use it to
+    interrupt a run.
+    """
+    import mlflow
+
+    started = time.perf_counter()
+    checkpoint, run_id = None, None
+    if resume_dir is not None:
+        cfg, checkpoint, run_id = _open_resume(Path(resume_dir))
+    spec = parse_variant(cfg.model.variant)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    dataset, splits = open_dataset(cfg.data, results)
+    train, dev, test = (splits[name] for name in dataset.splits)
+    vocab = Vocabulary(checkpoint["vocab"]) if checkpoint else Vocabulary.build(train.captions, cfg.data.vocab_min_count)
+    tokens = {name: [vocab.encode(c) for c in split.captions] for name, split in splits.items()}
+    dims = feature_dims(train, len(vocab))
+    model = build_model(cfg.model, dims, available_inputs(train)).to(device)
+    folds = test_folds(dataset, test)
+
+    tracking.setup(results)
+    experiment = tracking.experiment_id(cfg.experiment, results)
+    run_dir = Path(resume_dir) if resume_dir is not None else _new_run_dir(results, cfg)
+    env = tracking.environment()
+    if run_id is None:
+        configuration.save_toml(cfg, run_dir / "config.toml")
+        vocab.save(run_dir / "vocab.json")
+        (run_dir / "environment.json").write_text(json.dumps(env, indent=2))
+    active = mlflow.start_run(run_id=run_id, experiment_id=experiment, run_name=None if run_id else run_dir.name)
+    run_id = active.info.run_id
+    (run_dir / "run.json").write_text(json.dumps({"mlflow_run_id": run_id, "experiment_id": experiment}))
+    print(f"run {run_dir.name}: variant {spec.name}, {count_parameters(model):,} parameters, device {device}, "
+          f"MLflow run {run_id}", flush=True)
+    try:
+        if checkpoint is None:
+            mlflow.log_params(configuration.flatten(cfg))
+            mlflow.set_tags(tracking.run_tags(spec.name, cfg.data.dataset, cfg.seed, str(device),
+                                              configuration.config_hash(cfg), env))
+        meta = {"config": configuration.to_dict(cfg), "vocab": vocab.words, "dims": vars(dims).copy()}
+        data = TrainingData(train, tokens[train.name], dev, tokens[dev.name])
+        logger = _epoch_logger(run_id, cfg.train.epochs)
+
+        def on_epoch_end(record: EpochRecord) -> None:
+            logger(record)
+            if on_epoch is not None:
+                on_epoch(record)
+
+        progress = fit(model, data, cfg, device, run_dir / "checkpoints", meta, on_epoch_end, checkpoint)
+        model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
+        result = evaluate(model, test, tokens[test.name], cfg.eval, device, folds, amp=cfg.train.amp)
+        seconds = time.perf_counter() - started
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        summary = {"best_epoch": progress.best_epoch, "best_dev_rsum": progress.best_rsum,
+                   "wall_seconds": seconds, "peak_rss_mb": peak_rss_mb}
+        mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items()} | summary)
+        _save_outputs(run_dir, result, summary)
+        for name in ("config.toml", "vocab.json", "environment.json", "metrics.json", "ranks.npz"):
+            mlflow.log_artifact(str(run_dir / name))
+        if cfg.log_checkpoint:
+            mlflow.log_artifact(str(run_dir / "checkpoints" / "best.pt"), artifact_path="checkpoints")
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+    return RunResult(run_dir, run_id, result.metrics, progress.best_epoch, progress.best_rsum, seconds, {"peak_rss_mb": peak_rss_mb})
+
+
+def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, data_root: str | None = None,
+                        split: str | None = None, device: str = "auto") -> tuple[str, Evaluation]:
+    """Evaluate a saved checkpoint on a split (the dataset's test split by default)."""
+    checkpoint = load_checkpoint(path)
+    cfg = configuration.from_dict(checkpoint["config"])
+    if dataset:
+        cfg.data.dataset = dataset
+    if data_root:
+        cfg.data.data_root = data_root
+    torch_device = resolve_device(device)
+    seed_everything(cfg.seed)
+    spec_dataset = dataset_spec(cfg.data.dataset)
+    split_name = split or spec_dataset.test_split
+    if split_name not in spec_dataset.splits:
+        raise UserError(f"{spec_dataset.name} has no split '{split_name}'; choose one of: {', '.join(spec_dataset.splits)}")
+    _, splits = open_dataset(cfg.data, results, splits=(split_name,))
+    target = splits[split_name]
+    vocab = Vocabulary(checkpoint["vocab"])
+    dims = FeatureDims(**checkpoint["dims"])
+    if feature_dims(target, len(vocab)) != dims:
+        raise UserError(f"{split_name} features have dims {feature_dims(target, len(vocab))} but the checkpoint was trained on {dims}")
+    model: RetrievalModel = build_model(cfg.model, dims, available_inputs(target)).to(torch_device)
+    model.load_state_dict(checkpoint["model"])
+    folds = test_folds(spec_dataset, target) if split_name == spec_dataset.test_split else 1
+    return split_name, evaluate(model, target, [vocab.encode(c) for c in target.captions], cfg.eval, torch_device, folds, cfg.train.amp)

@@ -1,0 +1,135 @@
+"""The one training loop for every variant: VSE++ loss, AdamW, step schedule, dev-rSum selection.
+
+Each epoch trains on the train split, evaluates on **dev** (never test), writes ``last.pt`` and,
+when dev rSum improves, ``best.pt``. A resumed run restores the model, optimiser, schedule and
+torch RNG state, and draws each epoch's batch order from ``(seed, epoch)``, so it continues
+exactly as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from benchmark.checkpoint import save_checkpoint
+from benchmark.config import RunConfig, TrainConfig
+from benchmark.data.batches import CaptionPairs, epoch_batches, image_groups
+from benchmark.data.loader import Split
+from benchmark.evaluation import Evaluation, autocast, evaluate
+from benchmark.loss import triplet_loss
+from variants.model import RetrievalModel
+
+
+@dataclass
+class TrainingData:
+    train: Split
+    train_tokens: list[list[int]]
+    dev: Split
+    dev_tokens: list[list[int]]
+
+
+@dataclass
+class EpochRecord:
+    """What one finished epoch reports to the tracker."""
+
+    epoch: int
+    train_loss: float
+    seconds: float
+    samples_per_s: float
+    lr: float
+    dev: Evaluation
+    is_best: bool
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # epochs completed
+    best_rsum: float = -math.inf
+    best_epoch: int = 0
+
+
+class Trainer:
+    """Optimiser, schedule and one epoch of updates."""
+
+    def __init__(self, model: RetrievalModel, cfg: TrainConfig, device: torch.device):
+        self.model, self.cfg, self.device = model, cfg, device
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.lr_milestones, cfg.lr_gamma)
+        self.amp = cfg.amp and device.type == "cuda"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def train_epoch(self, pairs: CaptionPairs, batches: list[np.ndarray], epoch: int, total: int) -> tuple[float, float, float]:
+        """Returns (mean loss per batch, seconds, pairs per second)."""
+        self.model.train()
+        hardest = epoch > self.cfg.warmup_epochs
+        loader = DataLoader(pairs, sampler=batches, batch_size=None)
+        bar = tqdm(total=len(pairs), desc=f"epoch {epoch}/{total}", unit="pair", leave=False, dynamic_ncols=True)
+        start, loss_sum = time.perf_counter(), 0.0
+        for step, (images, texts, image_ids) in enumerate(loader, start=1):
+            with autocast(self.device, self.amp):
+                model = self.model
+                sims = model.similarity(model.encode_images(images.to(self.device)), model.encode_texts(texts.to(self.device)))
+                loss = triplet_loss(sims.float(), image_ids.to(self.device), self.cfg.margin, hardest)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            loss_sum += loss.item()
+            bar.update(len(image_ids))
+            bar.set_postfix(loss=f"{loss_sum / step:.3f}", refresh=False)
+        bar.close()
+        self.scheduler.step()
+        seconds = time.perf_counter() - start
+        return loss_sum / max(len(batches), 1), seconds, len(pairs) / seconds
+
+
+def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch.device, checkpoint_dir: Path,
+        meta: dict[str, Any], on_epoch: Callable[[EpochRecord], None] | None = None,
+        resume: dict[str, Any] | None = None) -> Progress:
+    """Train ``cfg.train.epochs`` epochs (continuing from ``resume``), selecting on dev rSum.
+
+    ``meta`` (config, vocabulary, dims) is stored in every checkpoint so that each one is
+    self-contained for ``benchmark eval``.
+    """
+    trainer = Trainer(model, cfg.train, device)
+    progress = Progress()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        trainer.load_state_dict(resume)
+        progress = Progress(resume["epoch"], resume["best_rsum"], resume["best_epoch"])
+        torch.set_rng_state(resume["torch_rng"])
+    groups = image_groups(data.train.n_images, data.train.twins if cfg.train.group_batches else None)
+    pairs = CaptionPairs(data.train, data.train_tokens)
+    for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        batches = epoch_batches(groups, cfg.train.batch_size, np.random.default_rng([cfg.seed, epoch]))
+        loss, seconds, rate = trainer.train_epoch(pairs, batches, epoch, cfg.train.epochs)
+        dev = evaluate(model, data.dev, data.dev_tokens, cfg.eval, device, amp=trainer.amp)
+        is_best = dev.metrics["rsum"] > progress.best_rsum
+        progress = Progress(epoch, *((dev.metrics["rsum"], epoch) if is_best else (progress.best_rsum, progress.best_epoch)))
+        payload = meta | trainer.state_dict() | {
+            "model": model.state_dict(), "epoch": epoch, "best_rsum": progress.best_rsum,
+            "best_epoch": progress.best_epoch, "torch_rng": torch.get_rng_state(),
+        }
+        save_checkpoint(payload, checkpoint_dir / "last.pt")
+        if is_best:
+            save_checkpoint(payload, checkpoint_dir / "best.pt")
+        if on_epoch is not None:
+            on_epoch(EpochRecord(epoch, loss, seconds, rate, lr, dev, is_best))
+    return progress

@@ -1,0 +1,30 @@
+"""``ui``: the MLflow UI on the suite's store, bound to localhost by default."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmark import tracking
+
+
+def serve(results_dir: Path, host: str = "127.0.0.1", port: int = 5000) -> int:
+    """Run ``mlflow ui`` until Ctrl-C; returns its exit status (0 after a clean Ctrl-C)."""
+    uri = tracking.setup(results_dir)
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # ~8 s start instead of ~26 s on 2 cores
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", host, "--port", str(port), "--workers", "1"]
+    print(f"MLflow UI for {uri}\nopen http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    process = subprocess.Popen(command, env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        print("MLflow UI stopped", flush=True)
+        return 0

@@ -1,0 +1,113 @@
+"""The CLI: bad input gives one `error:` line and exit 2, never a traceback; --help everywhere."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmark.cli import main
+from conftest import write_precomp
+
+
+def cli(*args, cwd=None):
+    env = os.environ | {"PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def one_error_line(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_a_missing_data_root_is_one_line_and_exit_2_in_a_real_process(tmp_path):
+    done = cli("run", "--dataset", "f30k", "--data-root", str(tmp_path / "nowhere"), "--results-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: data root {tmp_path / 'nowhere'} does not exist; pass --data-root PATH or set ITR_BENCH_DATA"
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.fixture
+def bad_root(tmp_path):
+    folder = tmp_path / "f30k_precomp"
+    for split in ("train", "dev", "test"):
+        write_precomp(folder, split, 3)
+    return tmp_path
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("extra_caption", "test_caps.txt has 16 captions for 3 images"),
+    ("wrong_dims", "test_ims.npy has shape (3, 8)"),
+    ("nan", "test_ims.npy has NaN or inf values"),
+    ("box_count", "train_boxes.npy has shape (3, 5, 4); expected (n_images, n_regions, 4)"),
+])
+def test_bad_data_gives_its_clear_error(capsys, bad_root, tmp_path, breakage, message):
+    folder = bad_root / "f30k_precomp"
+    if breakage == "extra_caption":
+        with open(folder / "test_caps.txt", "a") as handle:
+            handle.write("extra\n")
+    elif breakage == "wrong_dims":
+        np.save(folder / "test_ims.npy", np.zeros((3, 8), dtype=np.float32))
+    elif breakage == "nan":
+        np.save(folder / "test_ims.npy", np.full((3, 4, 6), np.nan, dtype=np.float32))
+    else:
+        for split in ("train", "dev", "test"):
+            np.save(folder / f"{split}_boxes.npy", np.zeros((3, 5, 4), dtype=np.float32))
+    line = one_error_line(capsys, ["run", "--dataset", "f30k", "--data-root", str(bad_root), "--results-dir", str(tmp_path / "r")])
+    assert message in line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["run", "--variant", "sx"], "unknown variant token 'sx'"),
+    (["run", "train.lrr=1"], "unknown config key 'train.lrr'"),
+    (["run", "--config", "missing.toml"], "config file missing.toml does not exist"),
+    (["run", "--device", "cuda:0"] if not __import__("torch").cuda.is_available() else ["run", "--device", "tpu"], "device"),
+    (["run", "--resume", "nowhere"], "not a run folder"),
+    (["run", "--resume", "nowhere", "--seed", "1"], "--resume continues with the run's saved config"),
+    (["eval", "--checkpoint", "missing.pt"], "checkpoint missing.pt does not exist"),
+    (["data", "check", "--dataset", "coco", "--data-root", "/nowhere"], "data root /nowhere does not exist"),
+    (["data", "generate", "data.synthetic.n_classes=99"], "n_classes must be between 2 and"),
+    (["data", "generate", "train.lr=1"], "data generate takes data.synthetic.* overrides only"),
+])
+def test_user_mistakes_are_one_line_errors(capsys, tmp_path, argv, message):
+    assert message in one_error_line(capsys, [*argv, "--results-dir", str(tmp_path)])
+
+
+def test_a_checkpoint_that_is_not_ours(capsys, tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert "is not an itr-bench checkpoint" in one_error_line(capsys, ["eval", "--checkpoint", str(tmp_path / "junk.pt")])
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["eval"], ["data"], ["data", "generate"], ["data", "check"], ["variants"], ["ui"]])
+def test_help_everywhere(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_data_check_reports_shapes_and_what_is_missing(capsys, bad_root):
+    assert main(["data", "check", "--dataset", "f30k", "--data-root", str(bad_root)]) == 0
+    out = capsys.readouterr().out
+    assert "train    3 images, 15 captions, regions (4, 6)" in out and "grid missing (train_grid.npy)" in out
+    assert "all splits load" in out
+
+
+def test_data_check_flags_a_broken_split_and_exits_1(capsys, bad_root):
+    (bad_root / "f30k_precomp" / "dev_caps.txt").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "check", "--dataset", "f30k", "--data-root", str(bad_root)])
+    assert exit_info.value.code == 1 and "dev      PROBLEM: missing" in capsys.readouterr().out
+
+
+def test_variants_lists_every_axis_with_sources_and_parameter_counts(capsys, tmp_path):
+    assert main(["variants", "--details", "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "params]" in out and "parameter counts for synthetic dims" in out
+    for axis in ("relation:", "source:", "alignment:", "text:"):
+        assert axis in out
+    assert "Vaswani" in out and "SCAN" in out

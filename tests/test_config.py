@@ -1,0 +1,57 @@
+"""The typed config: defaults, TOML, overrides and their errors."""
+
+import pytest
+
+from benchmark import config
+from benchmark.errors import UserError
+
+
+def test_saved_config_loads_back_unchanged(tmp_path):
+    cfg = config.resolve(None, config.parse_overrides(["train.lr=1e-3", "train.lr_milestones=[3, 5]", "data.synthetic.noise=1"]))
+    config.save_toml(cfg, tmp_path / "run.toml")
+    assert config.resolve(tmp_path / "run.toml") == cfg
+    assert cfg.train.lr == 1e-3 and cfg.train.lr_milestones == [3, 5] and cfg.data.synthetic.noise == 1.0
+
+
+def test_later_layers_win(tmp_path):
+    (tmp_path / "a.toml").write_text("seed = 3\n[train]\nepochs = 7\n")
+    cfg = config.resolve(tmp_path / "a.toml", {"train": {"epochs": 2}})
+    assert (cfg.seed, cfg.train.epochs) == (3, 2)
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(UserError, match="unknown config key 'train.lrr'. Did you mean 'train.lr'"):
+        config.resolve(None, config.parse_overrides(["train.lrr=1"]))
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("train.epochs=1.5", "must be int"),
+    ("train.amp=yes", "must be true or false"),
+    ("train.lr_milestones=3", "must be a list"),
+    ("train=3", "is a section"),
+    ("noequals", "is not key=value"),
+])
+def test_bad_overrides_are_one_line_errors(pair, message):
+    with pytest.raises(UserError, match=message):
+        config.resolve(None, config.parse_overrides([pair]))
+
+
+def test_bad_toml_file(tmp_path):
+    (tmp_path / "bad.toml").write_text("seed = = 1")
+    with pytest.raises(UserError, match="not valid TOML"):
+        config.resolve(tmp_path / "bad.toml")
+    with pytest.raises(UserError, match="does not exist"):
+        config.resolve(tmp_path / "missing.toml")
+
+
+def test_hash_ignores_where_things_go_but_not_what_is_computed():
+    base = config.RunConfig()
+    moved = config.resolve(None, {"experiment": "other", "data": {"data_root": "/x"}})
+    assert config.config_hash(base) == config.config_hash(moved)
+    assert config.config_hash(base) != config.config_hash(config.resolve(None, {"seed": 1}))
+
+
+def test_bundled_presets_load_by_name():
+    cfg = config.resolve("f30k")
+    assert cfg.data.dataset == "f30k" and cfg.model.embed_dim == 1024 and cfg.train.lr_milestones == [15]
+    assert config.resolve("coco").data.dataset == "coco"

@@ -1,0 +1,90 @@
+"""The training harness end to end: MLflow records, determinism, resume, checkpoints, eval."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from benchmark import runner
+from conftest import write_precomp
+
+
+class Interrupt(Exception):
+    pass
+
+
+def stop_after(epoch, exc=KeyboardInterrupt):
+    def hook(record):
+        if record.epoch == epoch:
+            raise exc()
+    return hook
+
+
+def test_a_run_records_params_tags_epoch_and_test_metrics_and_artifacts(results, tiny):
+    result = runner.run(tiny(), results)
+    run = MlflowClient().get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.lr"] == "0.0005" and run.data.params["model.variant"] == "sa"
+    for tag in ("variant", "dataset", "seed", "git_commit", "config_hash", "device", "version.torch", "version.mlflow"):
+        assert tag in run.data.tags, tag
+    for key in ("test_rsum", "test_i2t_r1", "test_t2i_r10", "test_i2t_medr", "test_t2i_meanr",
+                "test_probe_layout", "test_probe_scene", "test_probe_attribute", "best_dev_rsum"):
+        assert key in run.data.metrics, key
+    history = MlflowClient().get_metric_history(result.run_id, "dev_rsum")
+    assert [m.step for m in history] == [1, 2]
+    for key in ("train_loss", "epoch_seconds", "samples_per_s", "dev_i2t_r1"):
+        assert len(MlflowClient().get_metric_history(result.run_id, key)) == 2
+    artifacts = {a.path for a in MlflowClient().list_artifacts(result.run_id)}
+    assert {"config.toml", "ranks.npz", "environment.json", "vocab.json", "metrics.json"} <= artifacts
+    ranks = np.load(result.run_dir / "ranks.npz")
+    assert len(ranks["i2t"]) == 16 and len(ranks["t2i"]) == 80 and len(ranks["probe_layout"]) == 20
+    assert result.metrics["rsum"] == pytest.approx(run.data.metrics["test_rsum"])
+
+
+def test_the_same_config_and_seed_give_identical_numbers(results, tiny):
+    first, second = runner.run(tiny(), results), runner.run(tiny(), results)
+    assert first.metrics == second.metrics and first.best_dev_rsum == second.best_dev_rsum
+    third = runner.run(tiny(seed=1), results)
+    assert third.metrics != first.metrics
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(results, tiny):
+    cfg = tiny(train={"epochs": 3})
+    whole = runner.run(cfg, results)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(cfg, results, on_epoch=stop_after(1))
+    killed_dir = max((results / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    run_id = json.loads((killed_dir / "run.json").read_text())["mlflow_run_id"]
+    assert MlflowClient().get_run(run_id).info.status == "KILLED"
+    resumed = runner.run(cfg, results, resume_dir=killed_dir)
+    assert resumed.run_id == run_id and MlflowClient().get_run(run_id).info.status == "FINISHED"
+    assert resumed.metrics == whole.metrics
+    assert [m.step for m in MlflowClient().get_metric_history(run_id, "dev_rsum")] == [1, 2, 3]
+
+
+def test_a_failing_run_ends_failed_not_running(results, tiny):
+    with pytest.raises(Interrupt):
+        runner.run(tiny(), results, on_epoch=stop_after(1, Interrupt))
+    failed = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("tests").experiment_id], "attributes.status = 'FAILED'")
+    assert failed
+
+
+def test_checkpoints_load_with_weights_only_and_eval_reproduces_test(results, tiny):
+    result = runner.run(tiny(), results)
+    payload = torch.load(result.run_dir / "checkpoints" / "best.pt", weights_only=True)
+    assert payload["config"]["model"]["variant"] == "sa" and payload["epoch"] == result.best_epoch
+    split, evaluation = runner.evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt", results, device="cpu")
+    assert split == "test" and evaluation.metrics == result.metrics
+
+
+def test_a_coco_layout_reports_1k_fold_mean_and_5k(results, tiny, tmp_path):
+    folder = tmp_path / "coco_precomp"
+    for split, n_images in (("train", 12), ("dev", 5), ("testall", 10)):
+        write_precomp(folder, split, n_images)
+    result = runner.run(tiny(data={"dataset": "coco", "data_root": str(tmp_path)}), results)
+    metrics = MlflowClient().get_run(result.run_id).data.metrics
+    assert {"test_1k_rsum", "test_5k_rsum", "test_1k_i2t_r1", "test_5k_t2i_medr"} <= set(metrics)
+    assert not any(key.startswith("test_probe") for key in metrics)  # no twins in real data

@@ -1,0 +1,116 @@
+"""The typed component registry and the variant-spec parser.
+
+A variant is one component per axis; a spec names them joined by ``+`` (``sa+region``); an axis
+a spec leaves out takes its default. Each component is a factory registered with a decorator in
+its own module of this package (timm's ``@register_model``, lm-eval-harness's registry), so adding
+a component is adding one file: the harness never imports a component by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from benchmark.errors import UserError
+
+Factory = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered factory with what a user needs to choose it."""
+
+    axis: str
+    name: str
+    factory: Factory
+    description: str
+    source: str  # the paper or method it comes from
+    requires: frozenset[str] = field(default_factory=frozenset)  # inputs beyond regions: "boxes", "grid"
+
+
+class Registry:
+    """The components of one axis, by name."""
+
+    def __init__(self, axis: str, summary: str, default: str):
+        self.axis, self.summary, self.default = axis, summary, default
+        self._components: dict[str, Component] = {}
+
+    def register(self, name: str, *, description: str, source: str, requires: tuple[str, ...] = ()) -> Callable[[Factory], Factory]:
+        """Decorator: ``@RELATION.register("sa", description=..., source=...)`` on a factory."""
+
+        def decorate(factory: Factory) -> Factory:
+            if name in self._components:
+                raise ValueError(f"{self.axis} component '{name}' is registered twice")
+            self._components[name] = Component(self.axis, name, factory, description, source, frozenset(requires))
+            return factory
+
+        return decorate
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._components
+
+    def get(self, name: str) -> Component:
+        if name not in self._components:
+            raise UserError(f"unknown {self.axis} component '{name}'; choose one of: {', '.join(self.names())}")
+        return self._components[name]
+
+    def names(self) -> list[str]:
+        return list(self._components)
+
+
+RELATION = Registry("relation", "relation encoder over region features", default="sa")
+SOURCE = Registry("source", "visual source: which visual features the image embedding uses", default="region")
+ALIGNMENT = Registry("alignment", "how an image and a caption are scored", default="global")
+TEXT = Registry("text", "caption encoder", default="bigru")
+AXES = {registry.axis: registry for registry in (RELATION, SOURCE, ALIGNMENT, TEXT)}
+ALIASES: dict[str, str] = {}  # e.g. a paper's name for a full combination of tokens
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One component per axis."""
+
+    relation: str
+    source: str
+    alignment: str
+    text: str
+
+    @property
+    def name(self) -> str:
+        """The canonical spec: every non-default token, in axis order (``sa`` if all are default)."""
+        tokens = [getattr(self, axis) for axis, reg in AXES.items() if getattr(self, axis) != reg.default]
+        return "+".join(tokens) or RELATION.default
+
+    def components(self) -> list[Component]:
+        return [AXES[axis].get(getattr(self, axis)) for axis in AXES]
+
+    @property
+    def requires(self) -> frozenset[str]:
+        return frozenset().union(*(c.requires for c in self.components()))
+
+
+def all_tokens() -> list[str]:
+    return [name for registry in AXES.values() for name in registry.names()] + list(ALIASES)
+
+
+def parse_variant(spec: str) -> VariantSpec:
+    """``'sa+region'`` -> VariantSpec; a clear one-line error for unknown or conflicting tokens."""
+    tokens = [t.strip().lower() for t in spec.split("+")]
+    tokens = [part for t in tokens for part in (ALIASES[t].split("+") if t in ALIASES else [t])]
+    chosen: dict[str, str] = {}
+    for token in tokens:
+        axis = next((a for a, registry in AXES.items() if token in registry), None)
+        if axis is None:
+            close = difflib.get_close_matches(token, all_tokens(), n=1, cutoff=0.5)
+            hint = f" Closest match: '{close[0]}'." if close else ""
+            raise UserError(f"unknown variant token '{token}' in '{spec}'.{hint} Valid tokens: {', '.join(all_tokens())}")
+        if axis in chosen and chosen[axis] != token:
+            raise UserError(
+                f"variant '{spec}' names two {axis} components ('{chosen[axis]}' and '{token}'); "
+                f"pick one of: {', '.join(AXES[axis].names())}"
+            )
+        chosen[axis] = token
+    return VariantSpec(**{axis: chosen.get(axis, registry.default) for axis, registry in AXES.items()})

@@ -123,22 +123,22 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
     ``on_epoch`` (optional) is called after each epoch's checkpoint is written; tests use it to
     interrupt a run.
     """
-    import mlflow
-
     started = time.perf_counter()
     checkpoint, run_id = None, None
     if resume_dir is not None:
         cfg, checkpoint, run_id = _open_resume(Path(resume_dir))
     spec = parse_variant(cfg.model.variant)
     device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
     dataset, splits = open_dataset(cfg.data, results)
+    seed_everything(cfg.seed)  # before the model is built; it costs ~2 s, so after the data checks
     train, dev, test = (splits[name] for name in dataset.splits)
     vocab = Vocabulary(checkpoint["vocab"]) if checkpoint else Vocabulary.build(train.captions, cfg.data.vocab_min_count)
     tokens = {name: [vocab.encode(c) for c in split.captions] for name, split in splits.items()}
     dims = feature_dims(train, len(vocab))
     model = build_model(cfg.model, dims, available_inputs(train)).to(device)
     folds = test_folds(dataset, test)
+
+    import mlflow  # after the data and model checks: user mistakes surface without this 2 s import
 
     tracking.setup(results)
     experiment = tracking.experiment_id(cfg.experiment, results)
@@ -200,7 +200,6 @@ def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, d
     if data_root:
         cfg.data.data_root = data_root
     torch_device = resolve_device(device)
-    seed_everything(cfg.seed)
     spec_dataset = dataset_spec(cfg.data.dataset)
     split_name = split or spec_dataset.test_split
     if split_name not in spec_dataset.splits:
@@ -211,6 +210,7 @@ def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, d
     dims = FeatureDims(**checkpoint["dims"])
     if feature_dims(target, len(vocab)) != dims:
         raise UserError(f"{split_name} features have dims {feature_dims(target, len(vocab))} but the checkpoint was trained on {dims}")
+    seed_everything(cfg.seed)
     model: RetrievalModel = build_model(cfg.model, dims, available_inputs(target)).to(torch_device)
     model.load_state_dict(checkpoint["model"])
     folds = test_folds(spec_dataset, target) if split_name == spec_dataset.test_split else 1

@@ -43,19 +43,22 @@ def autocast(device: torch.device, amp: bool):
 @torch.no_grad()
 def encode_split(model: RetrievalModel, split: Split, token_ids: list[list[int]], cfg: EvalConfig,
                  device: torch.device, amp: bool = False) -> tuple[ImageEmbedding, TextEmbedding]:
-    """Every image and caption of the split, embedded (kept on ``device``)."""
+    """Every image and caption of the split, embedded (kept on ``device``); progress when large."""
     model.eval()
     length = max(len(ids) for ids in token_ids)
-    with autocast(device, amp):
-        images = ImageEmbedding.cat([
-            model.encode_images(image_batch(split, np.arange(i, min(i + cfg.batch_size, split.n_images))).to(device))
-            for i in range(0, split.n_images, cfg.batch_size)
-        ])
-        texts = TextEmbedding.cat([
-            model.encode_texts(text_batch(token_ids[i:i + cfg.batch_size], length).to(device))
-            for i in range(0, len(token_ids), cfg.batch_size)
-        ])
-    return images, texts
+    image_starts = range(0, split.n_images, cfg.batch_size)
+    caption_starts = range(0, len(token_ids), cfg.batch_size)
+    with autocast(device, amp), tqdm(total=len(image_starts) + len(caption_starts), desc=f"encoding {split.name}",
+                                     unit="batch", disable=len(caption_starts) < 40, leave=False) as bar:
+        images = []
+        for i in image_starts:
+            images.append(model.encode_images(image_batch(split, np.arange(i, min(i + cfg.batch_size, split.n_images))).to(device)))
+            bar.update()
+        texts = []
+        for i in caption_starts:
+            texts.append(model.encode_texts(text_batch(token_ids[i:i + cfg.batch_size], length).to(device)))
+            bar.update()
+    return ImageEmbedding.cat(images), TextEmbedding.cat(texts)
 
 
 @torch.no_grad()

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.config import SyntheticConfig
-from benchmark.data.layout import DATASETS, SplitFiles
+from benchmark.data.layout import DATASETS, SplitFiles, cell_boxes
 from benchmark.errors import UserError
 
 CLASSES = ("dog", "cat", "horse", "bird", "car", "bicycle", "man", "woman", "ball", "chair", "boat", "kite")
@@ -181,14 +181,6 @@ def _regions(rng: np.random.Generator, cfg: SyntheticConfig, emb: Embeddings, sc
     return feats[order].astype(np.float32), boxes[order].astype(np.float32)
 
 
-def cell_boxes(grid_size: int) -> np.ndarray:
-    """(g*g, 4) normalised boxes of the grid cells, row-major from the top-left."""
-    edges = np.linspace(0.0, 1.0, grid_size + 1)
-    rows, cols = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing="ij")
-    rows, cols = rows.ravel(), cols.ravel()
-    return np.stack([edges[cols], edges[rows], edges[cols + 1], edges[rows + 1]], axis=1)
-
-
 def _grid(rng: np.random.Generator, cfg: SyntheticConfig, emb: Embeddings, scene: Scene) -> np.ndarray:
     cells = cell_boxes(cfg.grid_size)
     lo = np.maximum(cells[:, None, :2], scene.boxes[None, :, :2])
@@ -241,13 +233,16 @@ def ensure_dataset(cfg: SyntheticConfig, results_dir: str | os.PathLike) -> Path
     shutil.rmtree(tmp, ignore_errors=True)
     folder = tmp / DATASETS["synthetic"].folder
     folder.mkdir(parents=True)
-    emb = _embeddings(cfg)
-    sizes = {"train": cfg.train_groups, "dev": cfg.dev_groups, "test": cfg.test_groups}
-    for stream, (split, n_groups) in enumerate(sizes.items()):
-        write_split(folder, split, n_groups, cfg, emb, stream)
-    (tmp / "manifest.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2), encoding="utf-8")
     try:
+        emb = _embeddings(cfg)
+        sizes = {"train": cfg.train_groups, "dev": cfg.dev_groups, "test": cfg.test_groups}
+        for stream, (split, n_groups) in enumerate(sizes.items()):
+            write_split(folder, split, n_groups, cfg, emb, stream)
+        (tmp / "manifest.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2), encoding="utf-8")
         tmp.rename(root)
-    except OSError:  # another process finished the same dataset first
+    except OSError:
+        if not (root / "manifest.json").is_file():
+            raise
+    finally:  # an interrupted generation, or one another process finished first, leaves nothing
         shutil.rmtree(tmp, ignore_errors=True)
     return root

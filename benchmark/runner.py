@@ -133,9 +133,10 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
     seed_everything(cfg.seed)  # before the model is built; it costs ~2 s, so after the data checks
     train, dev, test = (splits[name] for name in dataset.splits)
     vocab = Vocabulary(checkpoint["vocab"]) if checkpoint else Vocabulary.build(train.captions, cfg.data.vocab_min_count)
-    tokens = {name: [vocab.encode(c) for c in split.captions] for name, split in splits.items()}
     dims = feature_dims(train, len(vocab))
     model = build_model(cfg.model, dims, available_inputs(train)).to(device)
+    tokenize = model.tokenizer(vocab)
+    tokens = {name: [tokenize(c) for c in split.captions] for name, split in splits.items()}
     folds = test_folds(dataset, test)
 
     import mlflow  # after the data and model checks: user mistakes surface without this 2 s import
@@ -214,4 +215,5 @@ def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, d
     model: RetrievalModel = build_model(cfg.model, dims, available_inputs(target)).to(torch_device)
     model.load_state_dict(checkpoint["model"])
     folds = test_folds(spec_dataset, target) if split_name == spec_dataset.test_split else 1
-    return split_name, evaluate(model, target, [vocab.encode(c) for c in target.captions], cfg.eval, torch_device, folds, cfg.train.amp)
+    tokenize = model.tokenizer(vocab)
+    return split_name, evaluate(model, target, [tokenize(c) for c in target.captions], cfg.eval, torch_device, folds, cfg.train.amp)

@@ -57,12 +57,23 @@ class Progress:
     best_epoch: int = 0
 
 
+def parameter_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Pretrained weights (any module named ``pretrained``) train at ``pretrained_lr_scale`` x lr."""
+    pretrained, fresh = [], []
+    for name, parameter in model.named_parameters():
+        (pretrained if ".pretrained." in f".{name}." else fresh).append(parameter)
+    groups = [{"params": fresh, "lr": cfg.lr}]
+    if pretrained:
+        groups.append({"params": pretrained, "lr": cfg.lr * cfg.pretrained_lr_scale})
+    return groups
+
+
 class Trainer:
     """Optimiser, schedule and one epoch of updates."""
 
     def __init__(self, model: RetrievalModel, cfg: TrainConfig, device: torch.device):
         self.model, self.cfg, self.device = model, cfg, device
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.lr_milestones, cfg.lr_gamma)
         self.amp = cfg.amp and device.type == "cuda"
 

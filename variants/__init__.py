@@ -9,7 +9,7 @@ import pkgutil
 
 from variants.registry import AXES, VariantSpec, parse_variant
 
-_INFRASTRUCTURE = {"registry", "base", "model", "attention"}
+_INFRASTRUCTURE = {"registry", "base", "model", "attention"}  # modules that register nothing
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _INFRASTRUCTURE:
         importlib.import_module(f"{__name__}.{_module.name}")

@@ -6,6 +6,8 @@ text:  tokens -> text encoder;  score: alignment(image, text)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -13,6 +15,10 @@ from benchmark.config import ModelConfig
 from benchmark.errors import UserError
 from variants.base import FeatureDims, ImageBatch, ImageEmbedding, TextBatch, TextEmbedding, l2norm
 from variants.registry import VariantSpec, parse_variant
+
+
+INPUT_NAMES = {"boxes": "boxes", "grid": "grid features"}
+INPUT_FILES = {"boxes": "{split}_boxes.npy (or GSMN's {split}_ims_bbx.npy + {split}_ims_size.npy)", "grid": "{split}_grid.npy"}
 
 
 class RetrievalModel(nn.Module):
@@ -33,6 +39,10 @@ class RetrievalModel(nn.Module):
         local = self.source(regions, batch)
         return ImageEmbedding(local=local, pooled=l2norm(local.mean(dim=1)))
 
+    def tokenizer(self, vocab) -> Callable[[str], list[int]]:
+        """How this model's text encoder turns a caption into token ids."""
+        return self.text.tokenizer(vocab)
+
     def encode_texts(self, batch: TextBatch) -> TextEmbedding:
         return self.text(batch)
 
@@ -44,13 +54,12 @@ class RetrievalModel(nn.Module):
 def build_model(cfg: ModelConfig, dims: FeatureDims, available: frozenset[str]) -> RetrievalModel:
     """Parse the spec, check the dataset has what its components need, and build it."""
     spec = parse_variant(cfg.variant)
-    for component in spec.components():
-        missing = component.requires - available
-        if missing:
-            raise UserError(
-                f"variant '{spec.name}' needs {', '.join(sorted(missing))} ({component.axis} '{component.name}') but the "
-                "dataset has none; add the {split}_boxes.npy / {split}_grid.npy files (see README 'Real data')"
-            )
+    missing = spec.requires - available
+    if missing:
+        raise UserError(
+            f"variant '{spec.name}' needs {', '.join(INPUT_NAMES[m] for m in sorted(missing))} but the dataset has none; "
+            f"add {' and '.join(INPUT_FILES[m] for m in sorted(missing))} for every split (see README 'Real data')"
+        )
     return RetrievalModel(spec, cfg, dims)
 
 

@@ -6,6 +6,8 @@ mean over its words.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -20,6 +22,10 @@ class BiGRUEncoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=0)
         self.gru = nn.GRU(word_dim, dim, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(dropout)
+
+    def tokenizer(self, vocab) -> Callable[[str], list[int]]:
+        """Word ids from the train vocabulary."""
+        return vocab.encode
 
     def forward(self, batch: TextBatch) -> TextEmbedding:
         words = self.dropout(self.embed(batch.tokens))

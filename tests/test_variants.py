@@ -1,0 +1,167 @@
+"""Every registered variant trains and evaluates through the one harness; component behaviour."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.config import SyntheticConfig
+from benchmark.data.loader import load_splits
+from benchmark.data.layout import DATASETS
+from benchmark.data.synthetic import ensure_dataset
+from benchmark.data.vocab import Vocabulary
+from benchmark.errors import UserError
+from benchmark.evaluation import evaluate
+from benchmark.reproducibility import seed_everything
+from benchmark.runner import available_inputs, feature_dims
+from benchmark.training import TrainingData, fit
+from conftest import tiny_config
+from variants import AXES, build_model, parse_variant
+from variants.alignment_local import local_similarity
+from variants.base import FeatureDims, ImageBatch
+from variants.relation_gisa import relative_geometry
+from variants.source_dif import alignment_graph
+
+ALL_SPECS = ["+".join(combo) for combo in itertools.product(*(registry.names() for registry in AXES.values()))]
+# A pretrained encoder makes a combination ~10x slower: one runs by default, the rest with -m slow.
+FAST_BERT = "gisa+dif+hier+bert"
+SPEC_PARAMS = [pytest.param(s, marks=pytest.mark.slow) if s.endswith("+bert") and s != FAST_BERT else s for s in ALL_SPECS]
+
+
+@pytest.fixture(scope="module")
+def tiny_splits(tmp_path_factory):
+    cfg = tiny_config()
+    root = ensure_dataset(cfg.data.synthetic, tmp_path_factory.mktemp("data"))
+    return load_splits(DATASETS["synthetic"], root / "synthetic_precomp")
+
+
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
+def test_every_variant_trains_one_epoch_and_evaluates(spec, tiny_splits, tmp_path):
+    cfg = tiny_config(model={"variant": spec}, train={"epochs": 1, "batch_size": 20})
+    seed_everything(0)
+    train, dev, test = tiny_splits["train"], tiny_splits["dev"], tiny_splits["test"]
+    vocab = Vocabulary.build(train.captions)
+    model = build_model(cfg.model, feature_dims(train, len(vocab)), available_inputs(train))
+    tokenize = model.tokenizer(vocab)
+    data = TrainingData(train, [tokenize(c) for c in train.captions], dev, [tokenize(c) for c in dev.captions])
+    progress = fit(model, data, cfg, torch.device("cpu"), tmp_path, meta={})
+    assert progress.epoch == 1 and np.isfinite(progress.best_rsum)
+    result = evaluate(model, test, [tokenize(c) for c in test.captions], cfg.eval, torch.device("cpu"))
+    assert 0 <= result.metrics["rsum"] <= 600 and "probe_layout" in result.metrics
+
+
+def test_the_dsrln_alias_and_defaults():
+    assert parse_variant("dsrln") == parse_variant("gisa+dif+hier+bigru")
+    assert parse_variant("gisa+dif").alignment == "global"
+
+
+def test_variants_whose_inputs_are_missing_fail_fast():
+    dims = FeatureDims(region_dim=6, n_regions=4, vocab_size=10)
+    cfg = tiny_config(model={"variant": "gisa"}).model
+    with pytest.raises(UserError, match="'gisa' needs boxes .*_boxes.npy"):
+        build_model(cfg, dims, frozenset())
+    cfg.variant = "sa+dif"
+    with pytest.raises(UserError, match="needs grid features .*_grid.npy"):
+        build_model(cfg, dims, frozenset({"boxes"}))
+    with pytest.raises(UserError, match="needs boxes, grid features"):
+        build_model(cfg, dims, frozenset())
+
+
+def _relation(spec: str, **model):
+    seed_everything(0)
+    cfg = tiny_config(model={"variant": spec, "dropout": 0.0, **model}).model
+    return build_model(cfg, FeatureDims(region_dim=6, n_regions=4, vocab_size=10), frozenset({"boxes"})).eval()
+
+
+def test_swapping_two_boxes_changes_gisa_and_not_vanilla_sa():
+    regions = torch.randn(1, 4, 6)
+    boxes = torch.tensor([[[0.0, 0.0, 0.3, 0.3], [0.6, 0.0, 0.9, 0.3], [0.1, 0.5, 0.4, 0.9], [0.5, 0.6, 0.7, 0.8]]])
+    swapped = boxes[:, [1, 0, 2, 3]]
+    for spec, should_change in (("gisa", True), ("sa", False)):
+        model = _relation(spec)
+        before = model.encode_images(ImageBatch(regions, boxes)).local
+        after = model.encode_images(ImageBatch(regions, swapped)).local
+        assert (not torch.allclose(before, after, atol=1e-6)) == should_change, spec
+    for aspect in ("gisa_geometry", "gisa_interaction"):  # each aspect alone is geometry-aware
+        model = _relation("gisa", **{aspect: False})
+        assert not torch.allclose(model.encode_images(ImageBatch(regions, boxes)).local,
+                                  model.encode_images(ImageBatch(regions, swapped)).local, atol=1e-6)
+
+
+def test_relative_geometry_keeps_direction():
+    boxes = torch.tensor([[[0.0, 0.0, 0.2, 0.2], [0.5, 0.0, 0.7, 0.2]]])
+    geometry = relative_geometry(boxes)[0]
+    assert geometry[0, 1, 0] > 0 > geometry[1, 0, 0]  # right of vs left of
+    assert geometry[0, 1, 0] == pytest.approx(-geometry[1, 0, 0])
+
+
+def test_dif_regions_attend_to_no_cell_outside_their_box():
+    seed_everything(0)
+    cfg = tiny_config(model={"variant": "sa+dif", "dropout": 0.0}).model
+    model = build_model(cfg, FeatureDims(region_dim=6, n_regions=3, vocab_size=10, grid_dim=5, grid_cells=9),
+                        frozenset({"boxes", "grid"})).eval()
+    boxes = torch.tensor([[[0.0, 0.0, 0.3, 0.3], [0.4, 0.4, 0.6, 0.6], [0.5, 0.5, 0.5, 0.5]]])  # last: empty box
+    model.encode_images(ImageBatch(torch.randn(1, 3, 6), boxes, torch.randn(1, 9, 5)))
+    weights = model.source.region_to_grid.last_weights[0]  # (H, regions, cells)
+    links = alignment_graph(boxes, 9)[0]
+    assert links[0].nonzero().flatten().tolist() == [0] and links[1].nonzero().flatten().tolist() == [4]
+    assert torch.all(weights[:, ~links] == 0)
+    assert torch.allclose(weights[:, 0].sum(-1), torch.ones(weights.shape[0]))
+    assert torch.all(weights[:, 2] == 0)  # a region with no linked cell attends to nothing, without NaN
+    cells = model.source.grid_to_region.last_weights[0]
+    assert torch.all(cells[:, ~links.T] == 0)
+
+
+def naive_local(regions, words, mask, temperature):
+    scores = torch.zeros(len(regions), len(words), dtype=regions.dtype)
+    for i, image in enumerate(regions):
+        v = torch.nn.functional.normalize(image, dim=-1)
+        for t, caption in enumerate(words):
+            cosines = []
+            for word, valid in zip(caption, mask[t]):
+                if valid:
+                    w = torch.nn.functional.normalize(word, dim=-1)
+                    attention = torch.softmax(temperature * (v @ w), dim=0)
+                    context = (attention[:, None] * v).sum(0)
+                    cosines.append(torch.nn.functional.cosine_similarity(w, context, dim=0))
+            scores[i, t] = torch.stack(cosines).mean()
+    return scores
+
+
+def test_batched_local_similarity_equals_a_naive_per_pair_loop():
+    torch.manual_seed(0)
+    regions, words = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(4, 6, 8, dtype=torch.float64)
+    mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3, [1] * 1 + [0] * 5, [1] * 5 + [0]], dtype=torch.bool)
+    got = local_similarity(regions, words, mask, 9.0)
+    torch.testing.assert_close(got, naive_local(regions, words, mask, 9.0), atol=1e-10, rtol=1e-10)
+
+
+def test_hier_is_the_weighted_sum_of_local_and_global():
+    seed_everything(0)
+    cfg = tiny_config(model={"variant": "sa+hier", "hier_weight": 0.3}).model
+    model = build_model(cfg, FeatureDims(region_dim=6, n_regions=4, vocab_size=10), frozenset()).eval()
+    from variants.base import TextBatch
+
+    images = model.encode_images(ImageBatch(torch.randn(2, 4, 6)))
+    texts = model.encode_texts(TextBatch(torch.randint(1, 10, (3, 5)), torch.tensor([5, 2, 4])))
+    expected = 0.3 * local_similarity(images.local, texts.words, texts.mask, 9.0) + 0.7 * images.pooled @ texts.pooled.T
+    torch.testing.assert_close(model.similarity(images, texts), expected)
+
+
+def test_bert_loads_offline_and_its_weights_get_the_lr_multiplier():
+    from benchmark.training import parameter_groups
+
+    cfg = tiny_config(model={"variant": "sa+bert"})
+    model = build_model(cfg.model, FeatureDims(region_dim=6, n_regions=4, vocab_size=10), frozenset())
+    ids = model.tokenizer(None)("a red dog left of a cat")
+    assert ids[0] == model.text.hf_tokenizer.cls_token_id and len(ids) == 9
+    groups = parameter_groups(model, cfg.train)
+    assert [g["lr"] for g in groups] == [cfg.train.lr, cfg.train.lr * 0.1]
+    assert sum(p.numel() for p in groups[1]["params"]) > 20_000_000  # the real MiniLM, not a stub
+
+
+def test_a_missing_bert_model_says_how_to_provide_one(tmp_path):
+    cfg = tiny_config(model={"variant": "sa+bert", "bert_path": str(tmp_path / "nothing")}).model
+    with pytest.raises(UserError, match="no pretrained text model.*model.bert_path"):
+        build_model(cfg, FeatureDims(region_dim=6, n_regions=4, vocab_size=10), frozenset())

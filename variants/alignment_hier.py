@@ -1,0 +1,30 @@
+"""``hier``: hierarchical alignment, a weighted sum of local (SCAN) and global (pooled cosine) scores.
+
+DSRLN's abstract names "local and global alignment"; the weight of the local score is
+``model.hier_weight`` (global gets the rest).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from variants.alignment_local import local_similarity
+from variants.base import FeatureDims, ImageEmbedding, TextEmbedding
+from variants.registry import ALIGNMENT
+
+
+class HierarchicalAlignment(nn.Module):
+    def __init__(self, temperature: float, local_weight: float):
+        super().__init__()
+        self.temperature, self.local_weight = temperature, local_weight
+
+    def forward(self, images: ImageEmbedding, texts: TextEmbedding) -> torch.Tensor:
+        local = local_similarity(images.local, texts.words, texts.mask, self.temperature)
+        return self.local_weight * local + (1 - self.local_weight) * (images.pooled @ texts.pooled.T)
+
+
+@ALIGNMENT.register("hier", description="local + global: model.hier_weight * local + (1 - model.hier_weight) * global",
+                    source="DSRLN (Wu et al., TMM 2025)")
+def hierarchical_alignment(cfg, dims: FeatureDims) -> nn.Module:
+    return HierarchicalAlignment(cfg.local_lambda, cfg.hier_weight)

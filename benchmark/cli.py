@@ -65,6 +65,15 @@ def _build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/")
     _add_results_dir(listing)
 
+    bench = commands.add_parser("bench", help="measure how fast each alignment scores a test set here", description=(
+        "Time the evaluation scoring of global and local alignment on random embeddings and extrapolate to "
+        "the Flickr30K 1K test and COCO 5K."))
+    bench.add_argument("--images", type=int, default=32, help="images in the timed sample (default 32)")
+    bench.add_argument("--captions", type=int, default=5000, help="captions in the timed sample (default 5000)")
+    bench.add_argument("--regions", type=int, default=36, help="regions per image (default 36, as BUTD)")
+    bench.add_argument("--dim", type=int, default=1024, help="embedding size (default 1024)")
+    bench.add_argument("--words", type=int, default=12, help="words per caption (default 12)")
+
     ui = commands.add_parser("ui", help="open the MLflow UI on the suite's runs")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
@@ -143,6 +152,18 @@ def _variants(args: argparse.Namespace) -> None:
     print(catalogue(args.details, args.dataset, args.data_root, runner.results_dir(args.results_dir)))
 
 
+def _bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from benchmark.bench import report, run_bench
+
+    for name in ("images", "captions", "regions", "dim", "words"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1")
+    results = run_bench(args.images, args.captions, args.regions, args.dim, args.words)
+    print(report(results, torch.get_num_threads()))
+
+
 def _ui(args: argparse.Namespace) -> int:
     from benchmark import runner, ui
 
@@ -156,7 +177,7 @@ def _terminate(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)  # a terminated run ends KILLED in MLflow, like Ctrl-C
-    handlers = {"run": _run, "eval": _eval, "data": _data, "variants": _variants, "ui": _ui}
+    handlers = {"run": _run, "eval": _eval, "data": _data, "variants": _variants, "bench": _bench, "ui": _ui}
     try:
         return handlers[args.command](args) or 0
     except UserError as exc:

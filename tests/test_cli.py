@@ -83,7 +83,7 @@ def test_a_checkpoint_that_is_not_ours(capsys, tmp_path):
     assert "is not an itr-bench checkpoint" in one_error_line(capsys, ["eval", "--checkpoint", str(tmp_path / "junk.pt")])
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["eval"], ["data"], ["data", "generate"], ["data", "check"], ["variants"], ["ui"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["eval"], ["data"], ["data", "generate"], ["data", "check"], ["variants"], ["bench"], ["ui"]])
 def test_help_everywhere(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -111,3 +111,23 @@ def test_variants_lists_every_axis_with_sources_and_parameter_counts(capsys, tmp
     for axis in ("relation:", "source:", "alignment:", "text:"):
         assert axis in out
     assert "Vaswani" in out and "SCAN" in out
+
+
+def test_bench_prints_throughput_for_each_alignment(capsys):
+    assert main(["bench", "--images", "2", "--captions", "20", "--regions", "4", "--dim", "8", "--words", "3"]) == 0
+    out = capsys.readouterr().out
+    for name in ("global", "local (Gram identity)", "local (naive context)"):
+        assert name in out and "pairs/s" in out
+
+
+def test_the_naive_context_and_the_gram_identity_agree():
+    import torch
+
+    from benchmark.bench import naive_local
+    from variants.alignment_local import local_similarity
+
+    torch.manual_seed(0)
+    regions, words = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(4, 6, 8, dtype=torch.float64)
+    mask = torch.rand(4, 6) > 0.3
+    mask[:, 0] = True
+    torch.testing.assert_close(naive_local(regions, words, mask, 9.0), local_similarity(regions, words, mask, 9.0))

@@ -79,3 +79,10 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over dim 1 of ``x`` (B, L, E) where ``mask`` (B, L) is True."""
     weights = mask.unsqueeze(-1).to(x.dtype)
     return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class Unchanged(torch.nn.Module):
+    """A component that passes the regions through as they are (``none`` relation, ``region`` source)."""
+
+    def forward(self, regions: torch.Tensor, batch: ImageBatch) -> torch.Tensor:
+        return regions

@@ -176,7 +176,10 @@ def _terminate(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)  # a terminated run ends KILLED in MLflow, like Ctrl-C
+    # Ctrl-C and SIGTERM raise KeyboardInterrupt, so a run ends KILLED and the UI stops cleanly, even when
+    # SIGINT was inherited as ignored (a process started in the background by a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
     handlers = {"run": _run, "eval": _eval, "data": _data, "variants": _variants, "bench": _bench, "ui": _ui}
     try:
         return handlers[args.command](args) or 0

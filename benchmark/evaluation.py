@@ -18,7 +18,13 @@ from tqdm import tqdm
 from benchmark.config import EvalConfig
 from benchmark.data.batches import image_batch, text_batch
 from benchmark.data.loader import Split
-from benchmark.metrics import QueryRanks, fold_ranks, mean_metrics, metrics_from_ranks, query_ranks
+from benchmark.metrics import (
+    QueryRanks,
+    fold_ranks,
+    mean_metrics,
+    metrics_from_ranks,
+    query_ranks,
+)
 from benchmark.probes import probe_accuracy, probe_outcomes
 from variants.base import ImageEmbedding, TextEmbedding
 from variants.model import RetrievalModel

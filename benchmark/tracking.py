@@ -27,6 +27,7 @@ def setup(results_dir: Path) -> str:
     """Point MLflow at the suite's store (creating ``results_dir``) with telemetry off."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     results_dir.mkdir(parents=True, exist_ok=True)
     import mlflow
 

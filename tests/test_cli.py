@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import write_precomp
 
 from benchmark.cli import main
-from conftest import write_precomp
 
 
 def cli(*args, cwd=None):

@@ -4,11 +4,11 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import write_precomp
 
 from benchmark.data.layout import DATASETS
 from benchmark.data.loader import load_split, load_splits, resolve_root
 from benchmark.errors import UserError
-from conftest import write_precomp
 
 
 def write_gsmn_boxes(folder, split, n_images, n_regions, width=640.0, height=480.0):

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import write_precomp
 from mlflow.tracking import MlflowClient
 
 from benchmark import runner
-from conftest import write_precomp
 
 
 class Interrupt(Exception):

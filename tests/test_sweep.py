@@ -5,6 +5,8 @@ from __future__ import annotations
 import mlflow
 import optuna
 import pytest
+from conftest import tiny_config
+from test_cli import one_error_line
 
 from benchmark import config
 from benchmark.cli import main
@@ -12,8 +14,6 @@ from benchmark.errors import UserError
 from benchmark.sweep import SweepOptions, run_sweep
 from benchmark.sweep.space import check_space, default_space
 from benchmark.sweep.storage import open_storage
-from conftest import tiny_config
-from test_cli import one_error_line
 
 SMALL_SPACE = '"train.lr" = { float = [1e-4, 1e-2], log = true }\n"train.margin" = { float = [0.1, 0.4] }\n'
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+from conftest import tiny_config
+from test_sweep import SMALL_SPACE
 
 from benchmark.sweep import SweepOptions, run_sweep
 from benchmark.sweep.storage import open_storage
-from conftest import tiny_config
-from test_sweep import SMALL_SPACE
 
 
 def _postgres_binary(name: str) -> str | None:

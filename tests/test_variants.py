@@ -5,9 +5,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
-from benchmark.data.loader import load_splits
 from benchmark.data.layout import DATASETS
+from benchmark.data.loader import load_splits
 from benchmark.data.synthetic import ensure_dataset
 from benchmark.data.vocab import Vocabulary
 from benchmark.errors import UserError
@@ -15,7 +16,6 @@ from benchmark.evaluation import evaluate
 from benchmark.reproducibility import seed_everything
 from benchmark.runner import available_inputs, feature_dims
 from benchmark.training import TrainingData, fit
-from conftest import tiny_config
 from variants import AXES, build_model, parse_variant
 from variants.alignment_local import local_similarity
 from variants.base import FeatureDims, ImageBatch

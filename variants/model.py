@@ -13,9 +13,15 @@ from torch import nn
 
 from benchmark.config import ModelConfig
 from benchmark.errors import UserError
-from variants.base import FeatureDims, ImageBatch, ImageEmbedding, TextBatch, TextEmbedding, l2norm
+from variants.base import (
+    FeatureDims,
+    ImageBatch,
+    ImageEmbedding,
+    TextBatch,
+    TextEmbedding,
+    l2norm,
+)
 from variants.registry import VariantSpec, parse_variant
-
 
 INPUT_NAMES = {"boxes": "boxes", "grid": "grid features"}
 INPUT_FILES = {"boxes": "{split}_boxes.npy (or GSMN's {split}_ims_bbx.npy + {split}_ims_size.npy)", "grid": "{split}_grid.npy"}

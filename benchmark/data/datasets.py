@@ -6,7 +6,13 @@ from pathlib import Path
 
 from benchmark.config import DataConfig
 from benchmark.data.layout import DatasetSpec
-from benchmark.data.loader import Split, dataset_folder, dataset_spec, load_splits, resolve_root
+from benchmark.data.loader import (
+    Split,
+    dataset_folder,
+    dataset_spec,
+    load_splits,
+    resolve_root,
+)
 from benchmark.data.synthetic import ensure_dataset
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.config import DataConfig, SyntheticConfig
+from benchmark.data.datasets import dataset_root
 from benchmark.data.layout import SplitFiles
 from benchmark.data.loader import dataset_folder, dataset_spec, load_split
-from benchmark.data.datasets import dataset_root
 from benchmark.data.synthetic import ensure_dataset
 from benchmark.errors import UserError
 

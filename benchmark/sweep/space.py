@@ -93,7 +93,7 @@ def describe(space: Space) -> str:
     lines = []
     for key, entry in space.items():
         if "choices" in entry:
-            text = "one of " + ", ".join(map(str, entry["choices"]))
+            text = "one of " + ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in entry["choices"])
         else:
             kind = "float" if "float" in entry else "int"
             low, high = entry[kind]

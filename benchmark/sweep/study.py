@@ -23,7 +23,13 @@ from benchmark.errors import UserError
 from benchmark.sweep import space as spaces
 from benchmark.sweep.storage import default_storage, masked, open_storage
 from benchmark.sweep.trial import SweepContext, trial_config
-from benchmark.sweep.worker import PRUNERS, WorkerPlan, sampler_seed, work, worker_process
+from benchmark.sweep.worker import (
+    PRUNERS,
+    WorkerPlan,
+    sampler_seed,
+    work,
+    worker_process,
+)
 from variants.registry import parse_variant
 
 

@@ -1,0 +1,150 @@
+"""Read finished runs from MLflow into pandas, with their per-query ranks and training curves.
+
+A run counts when it is FINISHED and has test metrics. Sweep runs (parents and trials, which
+never touch test) are left out. Runs group by dataset x variant x recipe, where the recipe is the
+config minus the seed and the variant: two runs of one variant trained differently are never
+averaged together. Of several runs with the same group and seed (a rerun), the newest counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import UserError
+from benchmark.report.stats import QueryScores, query_scores
+from variants.registry import AXES, parse_variant
+
+# Config keys that do not define the recipe: what a run is or where it goes.
+NOT_RECIPE = ("seed", "model.variant", "experiment", "device", "log_checkpoint", "data.data_root")
+
+
+@dataclass
+class RunSet:
+    """The runs a report covers, one row each, and what was left out."""
+
+    runs: pd.DataFrame  # run_id, dataset, variant, recipe, label, seed, start_time, test_* metrics
+    excluded: dict[str, int] = field(default_factory=dict)
+
+
+def _recipe(params: pd.Series) -> str:
+    kept = {k.removeprefix("params."): v for k, v in params.items()
+            if k.startswith("params.") and k.removeprefix("params.") not in NOT_RECIPE and isinstance(v, str)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def load_runs(experiment: str, dataset: str | None = None, variants: list[str] | None = None,
+              include_unfinished: bool = False) -> RunSet:
+    """Search the experiment and keep what a report may average."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    if MlflowClient().get_experiment_by_name(experiment) is None:
+        raise UserError(f"MLflow experiment '{experiment}' does not exist in {mlflow.get_tracking_uri()}; "
+                        f"run `python -m benchmark run` first, or pass --experiment NAME")
+    frame = mlflow.search_runs(experiment_names=[experiment], output_format="pandas")
+    excluded: dict[str, int] = {}
+
+    def drop(mask: pd.Series, why: str) -> None:
+        nonlocal frame
+        if mask.any():
+            excluded[why] = excluded.get(why, 0) + int(mask.sum())
+        frame = frame[~mask]
+
+    if frame.empty:
+        return RunSet(frame, excluded)
+    if "tags.sweep.role" in frame:
+        drop(frame["tags.sweep.role"].notna(), "sweep runs (they never evaluate on test)")
+    statuses = ("FINISHED", "FAILED", "KILLED") if include_unfinished else ("FINISHED",)
+    drop(~frame["status"].isin(statuses), "unfinished runs (failed, killed or running)")
+    if "metrics.test_rsum" not in frame and "metrics.test_1k_rsum" not in frame:
+        drop(frame["status"].notna(), "runs without test metrics")
+    else:
+        has_test = frame.filter(regex=r"^metrics\.test_(1k_)?rsum$").notna().any(axis=1)
+        drop(~has_test, "runs without test metrics")
+    if dataset:
+        drop(frame["tags.dataset"] != dataset, f"runs on other datasets than {dataset}")
+    if variants:
+        drop(~frame["tags.variant"].isin(variants), "runs of other variants")
+    runs = pd.DataFrame({
+        "run_id": frame["run_id"], "dataset": frame["tags.dataset"], "variant": frame["tags.variant"],
+        "seed": frame["tags.seed"].astype(int), "start_time": frame["start_time"],
+        "recipe": [_recipe(row) for _, row in frame.iterrows()],
+    })
+    for column in frame.columns:
+        if column.startswith("metrics.test_") or column in ("metrics.best_epoch", "metrics.wall_seconds"):
+            runs[column.removeprefix("metrics.")] = frame[column].to_numpy()
+    runs = runs.sort_values("start_time", ascending=False)
+    duplicated = runs.duplicated(["dataset", "variant", "recipe", "seed"])
+    if duplicated.any():
+        excluded["older reruns of the same variant, recipe and seed"] = int(duplicated.sum())
+    runs = runs[~duplicated]
+    runs["label"] = runs["variant"]
+    several = runs.groupby(["dataset", "variant"])["recipe"].transform("nunique") > 1
+    runs.loc[several, "label"] = runs["variant"] + " [" + runs["recipe"] + "]"
+    order = {v: i for i, v in enumerate(variants)} if variants else None
+    runs["order"] = [order[v] if order else _complexity(v) for v in runs["variant"]]
+    runs = runs.sort_values(["dataset", "order", "label", "seed"]).drop(columns="order")
+    return RunSet(runs.reset_index(drop=True), excluded)
+
+
+def _complexity(variant: str) -> tuple:
+    """Paper order: fewer non-default components first, then registry order (sa, gisa, ...; region, dif)."""
+    try:
+        spec = parse_variant(variant)
+    except UserError:
+        return (99, variant)
+    indices = [AXES[axis].names().index(getattr(spec, axis)) for axis in AXES]
+    return (sum(getattr(spec, axis) != AXES[axis].default for axis in AXES), *indices)
+
+
+def load_ranks(run_id: str) -> dict[str, np.ndarray]:
+    """The run's ``ranks.npz`` artifact (per-query ranks and probe outcomes)."""
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="ranks.npz")
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def scores_for(ranks: dict[str, np.ndarray], benchmark_prefix: str) -> QueryScores:
+    """Per-query scores of one benchmark: '' (one test set), '1k_' (COCO 5 folds) or '5k_'."""
+    if benchmark_prefix == "1k_":
+        folds = sorted({k.split("_")[1] for k in ranks if k.startswith("1k_fold")})
+        i2t = np.concatenate([ranks[f"1k_{f}_i2t"] for f in folds])
+        t2i = np.concatenate([ranks[f"1k_{f}_t2i"] for f in folds])
+        return query_scores(i2t, t2i)  # equal folds: the fold-mean rSum is the pooled one
+    return query_scores(ranks[f"{benchmark_prefix}i2t"], ranks[f"{benchmark_prefix}t2i"])
+
+
+def dev_curve(run_id: str) -> pd.DataFrame:
+    """Dev rSum by epoch."""
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient().get_metric_history(run_id, "dev_rsum")
+    return pd.DataFrame({"epoch": [m.step for m in history], "dev_rsum": [m.value for m in history]})
+
+
+def sweep_studies(experiment: str) -> list:
+    """The Optuna studies of the experiment's sweeps whose storage can be reopened from here."""
+    import mlflow
+    import optuna
+
+    from benchmark.sweep.storage import is_url, open_storage
+
+    parents = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.`sweep.role` = 'parent'")
+    studies = []
+    for study, storage in dict.fromkeys(zip(parents.get("tags.sweep.study", []), parents.get("tags.sweep.storage", []), strict=True)):
+        if "***" in storage or (not is_url(storage) and not Path(storage).is_file()):
+            print(f"sweep '{study}': its storage {storage} cannot be reopened from here; no sweep figures for it")
+            continue
+        try:
+            studies.append(optuna.load_study(study_name=study, storage=open_storage(storage)))
+        except (KeyError, UserError) as exc:
+            print(f"sweep '{study}': cannot load it from {storage} ({exc}); no sweep figures for it")
+    return studies

@@ -1,0 +1,246 @@
+"""The report's three tables, computed from a RunSet: main results, ablation, diagnostics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from benchmark.report import stats
+from benchmark.report.references import reference_rows
+from benchmark.report.table import Cell, Table
+from variants.registry import AXES, parse_variant
+
+# Per dataset: (column group, metric prefix in MLflow / ranks.npz, key in the published results)
+BENCHMARKS = {
+    "f30k": [("Flickr30K 1K", "", "f30k_1k")],
+    "coco": [("COCO 1K", "1k_", "coco_1k"), ("COCO 5K", "5k_", "coco_5k")],
+    "synthetic": [("Synthetic 1K", "", None)],
+}
+METRICS = [("i2t R@1", "i2t_r1"), ("i2t R@5", "i2t_r5"), ("i2t R@10", "i2t_r10"),
+           ("t2i R@1", "t2i_r1"), ("t2i R@5", "t2i_r5"), ("t2i R@10", "t2i_r10"), ("rSum", "rsum")]
+PROBES = ("layout", "scene", "attribute")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``variant`` against ``baseline`` on one benchmark, with every test."""
+
+    dataset: str
+    benchmark: str
+    baseline: str
+    variant: str
+    axis: str
+    paired: stats.PairedComparison | None
+    seed_level: dict[str, float]
+    baseline_rsum: float
+    variant_rsum: float
+
+
+def benchmarks_of(datasets: list[str]) -> list[tuple[str, str, str, str | None]]:
+    """(dataset, group, prefix, reference key) for each benchmark the runs cover."""
+    return [(d, *b) for d in datasets for b in BENCHMARKS.get(d, [(d, "", None)])]
+
+
+def _mean_std(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "–"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.1f}"
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
+
+
+def one_component_pairs(labels: list[str]) -> list[tuple[str, str, str]]:
+    """(baseline, variant, axis) for measured variants that differ in exactly one component.
+
+    The baseline holds the axis's default component (``sa``, ``region``, ``global``, ``bigru``);
+    between two others, the one needing fewer inputs, then by name (``concat`` and ``grid`` before ``dif``).
+    """
+    specs = {}
+    for label in labels:
+        try:
+            specs[label] = parse_variant(label)
+        except Exception:  # a label with a recipe suffix, or an unregistered variant: no ablation
+            continue
+    pairs = []
+    for a, spec_a in specs.items():
+        for b, spec_b in specs.items():
+            differing = [axis for axis in AXES if getattr(spec_a, axis) != getattr(spec_b, axis)]
+            if len(differing) != 1:
+                continue
+            (axis,) = differing
+            if _baseline_rank(axis, getattr(spec_a, axis)) < _baseline_rank(axis, getattr(spec_b, axis)):
+                pairs.append((a, b, axis))
+    axis_order = list(AXES)
+    return sorted(pairs, key=lambda p: (axis_order.index(p[2]), labels.index(p[0]), labels.index(p[1])))
+
+
+def _baseline_rank(axis: str, name: str) -> tuple:
+    registry = AXES[axis]
+    return (name != registry.default, len(registry.get(name).requires), name)
+
+
+class ReportData:
+    """The runs plus lazily loaded per-query scores, shared by the tables and the figures."""
+
+    def __init__(self, runs: pd.DataFrame, ranks_loader):
+        self.runs = runs
+        self._load = ranks_loader
+        self._ranks: dict[str, dict[str, np.ndarray]] = {}
+
+    def ranks(self, run_id: str) -> dict[str, np.ndarray]:
+        if run_id not in self._ranks:
+            self._ranks[run_id] = self._load(run_id)
+        return self._ranks[run_id]
+
+    def labels(self, dataset: str) -> list[str]:
+        return list(dict.fromkeys(self.runs.loc[self.runs["dataset"] == dataset, "label"]))
+
+    def runs_of(self, dataset: str, label: str) -> pd.DataFrame:
+        return self.runs[(self.runs["dataset"] == dataset) & (self.runs["label"] == label)]
+
+    def scores(self, dataset: str, label: str, prefix: str) -> dict[int, stats.QueryScores]:
+        from benchmark.report.collect import scores_for
+
+        return {int(r.seed): scores_for(self.ranks(r.run_id), prefix) for r in self.runs_of(dataset, label).itertuples()}
+
+    def compare(self, dataset: str, benchmark: str, prefix: str, baseline: str, variant: str, axis: str) -> Comparison:
+        column = f"test_{prefix}rsum"
+        base_values = self.runs_of(dataset, baseline)[column].to_numpy(float)
+        variant_values = self.runs_of(dataset, variant)[column].to_numpy(float)
+        paired = stats.compare_paired(self.scores(dataset, variant, prefix), self.scores(dataset, baseline, prefix))
+        return Comparison(dataset, benchmark, baseline, variant, axis, paired, stats.seed_tests(variant_values, base_values),
+                          float(base_values.mean()), float(variant_values.mean()))
+
+
+def significant(comparisons: list[Comparison], alpha: float = stats.ALPHA) -> list[tuple[float, str]]:
+    """(Holm-adjusted permutation p, marker) per comparison: a marker needs p_holm < alpha and the
+    same sign in every shared seed."""
+    adjusted = stats.holm([c.paired.permutation_p if c.paired else math.nan for c in comparisons])
+    out = []
+    for comparison, p in zip(comparisons, adjusted, strict=True):
+        marker = ""
+        if comparison.paired and p < alpha and comparison.paired.consistent:
+            marker = "up" if comparison.paired.delta > 0 else "down"
+        out.append((p, marker))
+    return out
+
+
+SIGNIFICANCE_NOTE = ("▲/▼: significantly higher/lower than {baseline} by a paired per-query randomisation test on rSum "
+                     "(10,000 label swaps within each query and seed), Holm–Bonferroni-corrected across this table's "
+                     "{n} comparisons at α = {alpha}, and of the same sign in every seed.")
+
+
+def main_table(data: ReportData, datasets: list[str], baseline: str | None) -> tuple[Table, list[Comparison]]:
+    benchmarks = benchmarks_of(datasets)
+    columns = [("", "Method"), ("", "n")] + [(group, name) for _, group, _, _ in benchmarks for name, _ in METRICS]
+    labels = list(dict.fromkeys(label for d in datasets for label in data.labels(d)))
+    rows = []
+    for label in labels:
+        row = [Cell(label), Cell("/".join(str(len(data.runs_of(d, label))) for d in datasets))]
+        for dataset, _, prefix, _ in benchmarks:
+            runs = data.runs_of(dataset, label)
+            row += [Cell(_mean_std(runs[f"test_{prefix}{key}"]) if f"test_{prefix}{key}" in runs else "–") for _, key in METRICS]
+        rows.append(row)
+    _bold_best(rows, data, datasets, benchmarks, labels)
+    comparisons: list[Comparison] = []
+    if baseline:
+        for dataset, group, prefix, _ in benchmarks:
+            for label in data.labels(dataset):
+                if label != baseline and baseline in data.labels(dataset):
+                    comparisons.append(data.compare(dataset, group, prefix, baseline, label, "vs baseline"))
+        column_of = {group: 2 + i * len(METRICS) + len(METRICS) - 1 for i, (_, group, _, _) in enumerate(benchmarks)}
+        for comparison, (_, marker) in zip(comparisons, significant(comparisons), strict=True):
+            rows[labels.index(comparison.variant)][column_of[comparison.benchmark]].marker = marker
+    sections = [("Measured (this suite; mean ± std over seeds; n = seeds)", rows)]
+    references, notes = reference_rows([key for _, _, _, key in benchmarks if key], len(METRICS))
+    if references:
+        sections.append(("Reported (published numbers, not rerun here; see notes)", references))
+    caption = "Cells: mean ± sample std over n seeds; bold: the best measured value per column. "
+    caption += SIGNIFICANCE_NOTE.format(baseline=baseline, n=len(comparisons), alpha=stats.ALPHA) if comparisons else \
+        "No significance markers: no baseline with runs on these benchmarks."
+    if references:
+        caption += " Reported rows are copied from the cited papers (benchmark/report/published.csv) and marked with their notes."
+    names = ", ".join(group for _, group, _, _ in benchmarks)
+    return Table("main", f"Main results ({names})", caption, columns, sections, notes), comparisons
+
+
+def _bold_best(rows, data, datasets, benchmarks, labels) -> None:
+    for b_index, (dataset, _, prefix, _) in enumerate(benchmarks):
+        for m_index, (_, key) in enumerate(METRICS):
+            means = []
+            for label in labels:
+                runs = data.runs_of(dataset, label)
+                column = f"test_{prefix}{key}"
+                means.append(runs[column].mean() if column in runs and not runs.empty else math.nan)
+            if all(math.isnan(m) for m in means):
+                continue
+            best = np.nanmax(means)
+            for row, mean in zip(rows, means, strict=True):
+                if mean == best:
+                    row[2 + b_index * len(METRICS) + m_index].bold = True
+
+
+def _p(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def ablation_table(data: ReportData, datasets: list[str]) -> tuple[Table, list[Comparison]]:
+    comparisons = []
+    for dataset, group, prefix, _ in benchmarks_of(datasets):
+        for baseline, variant, axis in one_component_pairs(data.labels(dataset)):
+            comparisons.append(data.compare(dataset, group, prefix, baseline, variant, axis))
+    columns = [("", "Change"), ("", "Benchmark"), ("", "Seeds"), ("rSum", "baseline"), ("rSum", "variant"),
+               ("rSum", "Δ"), ("rSum", "95% CI"), ("paired", "p"), ("paired", "p Holm"), ("paired", "McNemar R@1 p"),
+               ("seeds", "Welch p"), ("seeds", "M-W U p"), ("seeds", "Hedges g")]
+    rows = []
+    for comparison, (p_holm, marker) in zip(comparisons, significant(comparisons), strict=True):
+        paired = comparison.paired
+        rows.append([
+            Cell(f"{comparison.baseline} → {comparison.variant} ({comparison.axis})"), Cell(comparison.benchmark),
+            Cell(",".join(map(str, paired.seeds)) if paired else "none shared"),
+            Cell(f"{comparison.baseline_rsum:.1f}"), Cell(f"{comparison.variant_rsum:.1f}"),
+            Cell(f"{paired.delta:+.1f}" if paired else "–", marker=marker),
+            Cell(f"[{paired.ci_low:+.1f}, {paired.ci_high:+.1f}]" if paired else "–"),
+            Cell(_p(paired.permutation_p) if paired else "–"), Cell(_p(p_holm)), Cell(_p(paired.mcnemar_p) if paired else "–"),
+            Cell(_p(comparison.seed_level["welch_p"])), Cell(_p(comparison.seed_level["mannwhitney_p"])),
+            Cell("–" if math.isnan(comparison.seed_level["hedges_g"]) else f"{comparison.seed_level['hedges_g']:+.2f}"),
+        ])
+    caption = ("Each row changes one component. Δ: variant minus baseline rSum, averaged over the shared seeds; 95% CI: "
+               "percentile bootstrap over queries within each seed and direction. "
+               + SIGNIFICANCE_NOTE.format(baseline="the row's baseline", n=len(comparisons), alpha=stats.ALPHA)
+               + " McNemar: exact test on R@1 hits of both directions. Welch and Mann-Whitney U: two-sided, on per-seed "
+               "rSum; Hedges g: their standardised difference.")
+    if not rows:
+        caption = "No two measured variants differ in exactly one component, so there is no ablation to show."
+    return Table("ablation", "Ablation: one component at a time", caption, columns, [("", rows)]), comparisons
+
+
+def diagnostics_table(data: ReportData) -> Table | None:
+    """Twin-probe accuracies on the synthetic test set, with 95% bootstrap intervals."""
+    if "synthetic" not in set(data.runs["dataset"]):
+        return None
+    rows = []
+    for label in data.labels("synthetic"):
+        runs = data.runs_of("synthetic", label)
+        row = [Cell(label), Cell(str(len(runs)))]
+        for probe in PROBES:
+            outcomes = {int(r.seed): data.ranks(r.run_id)[f"probe_{probe}"] for r in runs.itertuples()
+                        if f"probe_{probe}" in data.ranks(r.run_id)}
+            if outcomes:
+                mean, low, high = stats.proportion_ci(outcomes)
+                row.append(Cell(f"{mean:.1f} [{low:.1f}, {high:.1f}]"))
+            else:
+                row.append(Cell("–"))
+        rows.append(row)
+    caption = ("Percent of base-image captions that score their own image above its twin (chance 50): layout twins swap "
+               "the two mentioned objects' boxes, scene twins change only the background, attribute twins recolour one "
+               "mentioned object. "
+               "Pooled over the n seeds; 95% percentile bootstrap interval over captions within each seed.")
+    columns = [("", "Method"), ("", "n")] + [("probe accuracy (%)", p) for p in PROBES]
+    return Table("diagnostics", "Diagnostics: synthetic twin probes", caption, columns, [("", rows)])

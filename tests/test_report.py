@@ -1,0 +1,157 @@
+"""The report from real MLflow runs whose per-query ranks are constructed: one pair of systems that
+really differ, one that does not; tables, markers, references, files, determinism and errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import mlflow
+import numpy as np
+import pytest
+from test_cli import one_error_line
+
+from benchmark import tracking
+from benchmark.cli import main
+from benchmark.metrics import QueryRanks, metrics_from_ranks
+from benchmark.report import build_report
+from benchmark.report.table import tex_escape
+
+N_IMAGES = 200
+
+
+def _ranks(rng, strength: float, n: int) -> np.ndarray:
+    return np.where(rng.random(n) < strength, 1, rng.integers(2, 40, n))
+
+
+def log_run(experiment: str, variant: str, dataset: str, seed: int, i2t: np.ndarray, t2i: np.ndarray, folder, tags=None):
+    """A real MLflow run as `run` records it: tags, params, per-epoch dev rSum, test metrics, ranks.npz."""
+    with mlflow.start_run(experiment_id=tracking.experiment_id(experiment, folder)):
+        mlflow.set_tags({"variant": variant, "dataset": dataset, "seed": str(seed)} | (tags or {}))
+        mlflow.log_params({"seed": seed, "model.variant": variant, "train.epochs": 3})
+        for epoch, value in enumerate((300.0, 350.0 + seed, 360.0), start=1):
+            mlflow.log_metric("dev_rsum", value, step=epoch)
+        metrics = metrics_from_ranks(QueryRanks(i2t, t2i))
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        probes = np.random.default_rng(seed).random((3, 5 * N_IMAGES // 4)) < 0.7
+        path = folder / "ranks.npz"
+        np.savez(path, i2t=i2t, t2i=t2i, probe_layout=probes[0], probe_scene=probes[1], probe_attribute=probes[2])
+        mlflow.log_artifact(str(path))
+
+
+@pytest.fixture(scope="module")
+def experiment(results, tmp_path_factory):
+    """sa (baseline), gisa (really better), sa+dif (sa's per-query scores shuffled: same rSum), 3 seeds each."""
+    name, folder = "report-tests", tmp_path_factory.mktemp("ranks")
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        base_i2t, base_t2i = _ranks(rng, 0.3, N_IMAGES), _ranks(rng, 0.3, 5 * N_IMAGES)
+        log_run(name, "sa", "synthetic", seed, base_i2t, base_t2i, folder)
+        log_run(name, "gisa", "synthetic", seed, _ranks(rng, 0.5, N_IMAGES), _ranks(rng, 0.5, 5 * N_IMAGES), folder)
+        log_run(name, "sa+dif", "synthetic", seed, rng.permutation(base_i2t), rng.permutation(base_t2i), folder)
+    log_run(name, "sa", "synthetic", 9, base_i2t, base_t2i, folder, tags={"sweep.role": "trial"})  # never counted
+    return name
+
+
+@pytest.fixture(scope="module")
+def report(results, experiment, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    files = build_report(results, experiment, out=str(out))
+    return out, files, json.loads((out / "report.json").read_text())
+
+
+def _row(table, change):
+    return next(r for r in table["rows"] if r["Change"].startswith(change))
+
+
+def test_a_real_difference_is_marked_and_a_null_one_is_not(report):
+    _, _, data = report
+    ablation = data["tables"]["ablation"]
+    real, null = _row(ablation, "sa → gisa"), _row(ablation, "sa → sa+dif")
+    assert real["rSum Δ"].endswith("(sig. higher)") and float(real["rSum Δ"].split()[0]) > 20
+    assert "sig." not in null["rSum Δ"] and null["rSum Δ"].startswith("+0.0")
+    main_rows = {r["Method"]: r for r in data["tables"]["main"]["rows"]}
+    assert main_rows["gisa"]["Synthetic 1K rSum"].endswith("(sig. higher)")
+    assert "sig." not in main_rows["sa+dif"]["Synthetic 1K rSum"]
+    assert main_rows["sa"]["n"] == "3"  # the sweep trial is left out
+    assert data["excluded"] == {"sweep runs (they never evaluate on test)": 1}
+
+
+def test_the_report_writes_every_table_and_figure_and_no_references_beside_synthetic(report):
+    out, files, data = report
+    names = {p.relative_to(out).as_posix() for p in files}
+    assert {"report.md", "main.tex", "ablation.tex", "diagnostics.tex", "report.tex", "runs.csv", "report.json"} <= names
+    for stem in ("seed_rsum", "recall_at_k_synthetic-1k", "training_curves_synthetic"):
+        assert {f"figures/{stem}.png", f"figures/{stem}.pdf"} <= names
+    markdown = (out / "report.md").read_text()
+    assert "Reported" not in markdown and "Holm–Bonferroni" in markdown and "α = 0.05" in markdown
+    diagnostics = {r["Method"]: r for r in data["tables"]["diagnostics"]["rows"]}
+    mean, interval = diagnostics["sa"]["probe accuracy (%) layout"].split(" ", 1)
+    low, high = (float(v) for v in interval.strip("[]").split(", "))
+    assert low < float(mean) < high
+
+
+def test_the_same_runs_give_the_same_report(results, experiment, report, tmp_path):
+    first, _, _ = report
+    build_report(results, experiment, out=str(tmp_path))
+    for name in ("report.md", "report.json", "main.tex", "ablation.tex", "runs.csv", "figures/seed_rsum.png",
+                 "figures/seed_rsum.pdf"):
+        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
+
+
+def test_real_benchmarks_get_reported_rows_with_notes(results, tmp_path):
+    rng = np.random.default_rng(5)
+    for seed in range(2):
+        log_run("report-f30k", "sa", "f30k", seed, _ranks(rng, 0.5, N_IMAGES), _ranks(rng, 0.4, 5 * N_IMAGES), tmp_path)
+    build_report(results, "report-f30k", out=str(tmp_path / "out"))
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    reported = [r for r in data["tables"]["main"]["rows"] if r["n"] == "reported"]
+    assert any(r["Method"].startswith("VSE-infinity (BUTD region) (BERT)") for r in reported)
+    assert all(r["Flickr30K 1K rSum"] != "–" for r in reported)
+    assert any("ensemble of two models" in note for note in data["tables"]["main"]["notes"])
+    if shutil.which("pdflatex"):  # the reference rows' names and notes compile too
+        compile_latex(tmp_path / "out", tmp_path)
+
+
+def test_the_bundled_published_rsums_add_up():
+    from benchmark.report.references import published
+
+    table = published()
+    sums = table[["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"]].sum(axis=1)
+    assert np.allclose(sums, table["rsum"], atol=0.11)
+    assert (table["source"] != "").all() and (table["note"] != "").all()
+
+
+def test_latex_names_are_escaped():
+    assert tex_escape("gisa+dif_x 50% a&b") == r"gisa+dif\_x 50\% a\&b"
+
+
+NO_LATEX = pytest.mark.skipif(shutil.which("pdflatex") is None,
+                              reason="no LaTeX engine here (Debian: apt-get install texlive-latex-recommended)")
+
+
+def compile_latex(folder, tmp_path):
+    shutil.copy(folder / "report.tex", tmp_path / "report.tex")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "report.pdf").stat().st_size > 1000
+
+
+@NO_LATEX
+def test_the_latex_compiles(report, tmp_path):
+    compile_latex(report[0], tmp_path)
+
+
+def test_report_errors_are_one_line(capsys, results, report, experiment):
+    out, _, _ = report
+    line = one_error_line(capsys, ["report", "--experiment", "nothing-here", "--results-dir", str(results)])
+    assert "MLflow experiment 'nothing-here' does not exist" in line and "python -m benchmark run" in line
+    line = one_error_line(capsys, ["report", "--experiment", experiment, "--out", str(out), "--results-dir", str(results)])
+    assert "already holds a report" in line and "--overwrite" in line
+    line = one_error_line(capsys, ["report", "--experiment", experiment, "--baseline", "gisa+dif", "--out", str(out / "x"),
+                                   "--results-dir", str(results)])
+    assert "--baseline gisa+dif has no runs here; choose one of: sa, gisa, sa+dif" in line
+    assert main(["report", "--experiment", experiment, "--out", str(out), "--overwrite", "--format", "md",
+                 "--results-dir", str(results)]) == 0

@@ -1,0 +1,86 @@
+"""The report's significance tests against exact enumerations, scipy and hand-worked values."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from benchmark.metrics import QueryRanks, metrics_from_ranks
+from benchmark.report import stats
+
+
+def test_query_contributions_add_up_to_rsum():
+    rng = np.random.default_rng(0)
+    i2t, t2i = rng.integers(1, 30, 100), rng.integers(1, 30, 500)
+    scores = stats.query_scores(i2t, t2i)
+    assert scores.contributions.sum() == pytest.approx(metrics_from_ranks(QueryRanks(i2t, t2i))["rsum"])
+    assert scores.r1_hits.sum() == (i2t == 1).sum() + (t2i == 1).sum()
+
+
+def test_the_permutation_p_matches_an_exact_enumeration_of_all_swaps():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.4, 1, 12), rng.normal(0, 1, 12)
+    observed = abs(a.sum() - b.sum())
+    diffs = a - b
+    flips = np.array(list(itertools.product([1, -1], repeat=12)))
+    exact = np.mean(np.abs(flips @ diffs) >= observed - 1e-12)
+    assert stats.paired_permutation_p(a, b, n_resamples=5000) == pytest.approx(exact)  # 4,096 sign vectors: all
+
+
+def test_the_randomised_permutation_p_agrees_with_scipy():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0.05, 1, 300), rng.normal(0, 1, 300)
+    theirs = scipy_stats.permutation_test((a, b), lambda x, y, axis: np.sum(x, axis=axis) - np.sum(y, axis=axis),
+                                          permutation_type="samples", vectorized=True, n_resamples=20_000,
+                                          random_state=0).pvalue
+    ours = stats.paired_permutation_p(a, b, n_resamples=20_000)
+    assert 0.001 < theirs < 0.5 and ours == pytest.approx(theirs, abs=0.01)
+
+
+def test_holm_adjusts_like_the_textbook():
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5, float("nan"), 0.01]) == pytest.approx([0.5, float("nan"), 0.02], nan_ok=True)
+
+
+def test_mcnemar_is_the_exact_binomial_on_discordant_queries():
+    hits_a = np.array([True] * 10 + [False] * 2 + [True] * 30)
+    hits_b = np.array([False] * 10 + [True] * 2 + [True] * 30)
+    assert stats.mcnemar_p(hits_a, hits_b) == pytest.approx(2 * (1 + 12 + 66) / 4096)
+    assert stats.mcnemar_p(hits_a, hits_a) == 1.0
+
+
+def test_the_stratified_bootstrap_agrees_with_scipy_on_one_stratum():
+    values = np.random.default_rng(2).exponential(1.0, 400)
+    ours = stats.stratified_bootstrap_ci(values, np.zeros(400, int), seed=0, n_resamples=4000)
+    theirs = scipy_stats.bootstrap((values,), np.sum, method="percentile", n_resamples=4000, random_state=0).confidence_interval
+    assert ours == pytest.approx((theirs.low, theirs.high), rel=0.02)
+
+
+def test_seed_level_tests_are_scipys_with_hedges_g():
+    x, y = np.array([510.0, 515.0, 512.0]), np.array([500.0, 503.0, 499.0])
+    result = stats.seed_tests(x, y)
+    assert result["welch_p"] == pytest.approx(scipy_stats.ttest_ind(x, y, equal_var=False).pvalue)
+    assert result["mannwhitney_p"] == pytest.approx(scipy_stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+    pooled = np.sqrt((np.var(x, ddof=1) + np.var(y, ddof=1)) / 2)
+    assert result["hedges_g"] == pytest.approx((x.mean() - y.mean()) / pooled * (1 - 3 / (4 * 6 - 9)))
+
+
+def _system(rng, n_images, strength):
+    """Per-seed QueryScores: ``strength`` is the chance that a query's true match ranks first."""
+    def ranks(n):
+        return np.where(rng.random(n) < strength, 1, rng.integers(2, 40, n))
+    return stats.query_scores(ranks(n_images), ranks(5 * n_images))
+
+
+def test_a_real_difference_is_found_and_a_null_one_is_not():
+    rng = np.random.default_rng(3)
+    base = {seed: _system(rng, 200, 0.3) for seed in range(3)}
+    better = {seed: _system(rng, 200, 0.45) for seed in range(3)}
+    shuffled = {seed: stats.QueryScores(rng.permutation(s.contributions), s.r1_hits, s.strata) for seed, s in base.items()}
+    real = stats.compare_paired(better, base)
+    null = stats.compare_paired(shuffled, base)
+    assert real.permutation_p < 0.001 and real.ci_low > 0 and real.consistent
+    assert null.delta == pytest.approx(0, abs=1e-9) and null.permutation_p > 0.5 and null.ci_low < 0 < null.ci_high

@@ -191,7 +191,7 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
         if checkpoint is None:
             mlflow.log_params(configuration.flatten(cfg))
             mlflow.set_tags(tracking.run_tags(spec.name, cfg.data.dataset, cfg.seed, str(device),
-                                              configuration.config_hash(cfg), env))
+                                              configuration.config_hash(cfg), env) | {"run_dir": str(run_dir.resolve())})
         logger = epoch_logger(run_id, cfg.train.epochs)
 
         def on_epoch_end(record: EpochRecord) -> None:

@@ -112,6 +112,16 @@ def test_dif_regions_attend_to_no_cell_outside_their_box():
     assert torch.all(cells[:, ~links.T] == 0)
 
 
+def test_the_average_dif_gate_mixes_half_and_half_and_a_bad_gate_is_a_clear_error():
+    from variants.source_dif import GateFusion
+
+    x, context = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    assert torch.allclose(GateFusion(4, adaptive=False)(x, context), (x + context) / 2)
+    dims = FeatureDims(region_dim=6, n_regions=3, vocab_size=10, grid_dim=5, grid_cells=9)
+    with pytest.raises(UserError, match="model.dif_gate 'learned' is not one of: adaptive, average"):
+        build_model(tiny_config(model={"variant": "sa+dif", "dif_gate": "learned"}).model, dims, frozenset({"boxes", "grid"}))
+
+
 def naive_local(regions, words, mask, temperature):
     scores = torch.zeros(len(regions), len(words), dtype=regions.dtype)
     for i, image in enumerate(regions):

@@ -58,6 +58,24 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--pruner", default="median", help="median (default) | hyperband | none")
     sweep.add_argument("--export-best", metavar="FILE", help="write the best trial's config, ready for `run --config FILE`")
 
+    ablate = commands.add_parser("ablate", help="run an ablation grid over seeds and check each DSRLN claim", description=(
+        "Run every variant of a grid on N seeds (cells already finished with the same config and seed are reused), "
+        "then write the report and a claims check with a verdict per claim."))
+    ablate.add_argument("--grid", default="dsrln", help="bundled grid name (default: dsrln) or a TOML grid file")
+    ablate.add_argument("--seeds", type=int, default=3, help="seeds per variant, counting up from --seed (default 3)")
+    ablate.add_argument("--jobs", type=int, default=1, help="cells run at once in parallel processes (CPU only; default 1)")
+    ablate.add_argument("--resume", action="store_true", help="continue interrupted cells from their last checkpoints")
+    ablate.add_argument("--dataset", help="synthetic (default) | f30k | coco")
+    ablate.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/ (default: $ITR_BENCH_DATA)")
+    ablate.add_argument("--epochs", type=int, help="training epochs of every cell")
+    ablate.add_argument("--seed", type=int, help="first seed (default 0)")
+    ablate.add_argument("--device", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    ablate.add_argument("--experiment", help="MLflow experiment name (default: itr-bench)")
+    ablate.add_argument("--config", metavar="FILE", help="TOML config shared by every cell")
+    ablate.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides shared by every cell")
+    ablate.set_defaults(variant=None)
+    _add_results_dir(ablate)
+
     report = commands.add_parser("report", help="paper-style tables, significance tests and figures from the tracked runs",
                                  description=(
         "Read the finished runs of an MLflow experiment and write Markdown and LaTeX tables (main results with published "
@@ -153,6 +171,13 @@ def _sweep(args: argparse.Namespace) -> None:
     run_sweep(_config(args), runner.results_dir(args.results_dir), options)
 
 
+def _ablate(args: argparse.Namespace) -> None:
+    from benchmark import runner
+    from benchmark.ablate import run_ablation
+
+    run_ablation(_config(args), runner.results_dir(args.results_dir), args.grid, args.seeds, args.jobs, args.resume)
+
+
 def _report(args: argparse.Namespace) -> None:
     from benchmark import runner
     from benchmark.report import build_report
@@ -242,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT was inherited as ignored (a process started in the background by a non-interactive shell).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
-    handlers = {"run": _run, "sweep": _sweep, "report": _report, "eval": _eval, "data": _data, "variants": _variants, "bench": _bench, "ui": _ui}
+    handlers = {"run": _run, "sweep": _sweep, "ablate": _ablate, "report": _report, "eval": _eval, "data": _data, "variants": _variants, "bench": _bench, "ui": _ui}
     try:
         return handlers[args.command](args) or 0
     except UserError as exc:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from benchmark.config import EvalConfig
 from benchmark.data.batches import image_batch, text_batch
+from benchmark.data.layout import CAPTIONS_PER_IMAGE
 from benchmark.data.loader import Split
 from benchmark.metrics import (
     QueryRanks,
@@ -101,9 +102,38 @@ def score(sims: np.ndarray, folds: int = 1, twins: np.ndarray | None = None) -> 
     return Evaluation(metrics=metrics | probe_accuracy(probes), ranks=ranks, probes=probes)
 
 
+@torch.no_grad()
+def foil_outcomes(model: RetrievalModel, images: ImageEmbedding, sims: np.ndarray, caption_index: np.ndarray,
+                  foil_tokens: list[list[int]], cfg: EvalConfig, device: torch.device, amp: bool = False) -> np.ndarray:
+    """Per foiled caption: True when its image scores the true caption strictly above the foil."""
+    outcomes = np.zeros(len(caption_index), dtype=bool)
+    if not len(caption_index):
+        return outcomes
+    length = max(len(ids) for ids in foil_tokens)
+    owners = caption_index // CAPTIONS_PER_IMAGE
+    with autocast(device, amp):
+        for start in range(0, len(caption_index), cfg.batch_size):
+            rows = slice(start, start + cfg.batch_size)
+            texts = model.encode_texts(text_batch(foil_tokens[rows], length).to(device))
+            block_images, position = np.unique(owners[rows], return_inverse=True)
+            block = model.similarity(images[torch.as_tensor(block_images, device=images.pooled.device)], texts).float().cpu().numpy()
+            foil_scores = block[position, np.arange(len(position))]
+            outcomes[rows] = sims[owners[rows], caption_index[rows]] > foil_scores
+    return outcomes
+
+
 def evaluate(model: RetrievalModel, split: Split, token_ids: list[list[int]], cfg: EvalConfig,
-             device: torch.device, folds: int = 1, amp: bool = False) -> Evaluation:
-    """Encode, score and rank one split."""
+             device: torch.device, folds: int = 1, amp: bool = False,
+             foils: dict[str, tuple[np.ndarray, list[list[int]]]] | None = None) -> Evaluation:
+    """Encode, score and rank one split; with ``foils`` (kind -> caption indices, foil token ids),
+    also the caption-foil probes ``probe_foil_<kind>`` and the share of captions foiled."""
     images, texts = encode_split(model, split, token_ids, cfg, device, amp)
     sims = similarity_matrix(model, images, texts, cfg, device, amp, desc=f"scoring {split.name}")
-    return score(sims, folds, split.twins)
+    result = score(sims, folds, split.twins)
+    for kind, (index, foil_tokens) in (foils or {}).items():
+        outcomes = foil_outcomes(model, images, sims, index, foil_tokens, cfg, device, amp)
+        result.metrics[f"foiled_{kind}"] = float(100.0 * len(index) / len(token_ids))
+        if len(outcomes):  # a rule that foiled no caption has no accuracy
+            result.probes[f"foil_{kind}"] = outcomes
+            result.metrics[f"probe_foil_{kind}"] = float(100.0 * outcomes.mean())
+    return result

@@ -27,6 +27,7 @@ from benchmark.data.loader import Split, dataset_spec
 from benchmark.data.vocab import Vocabulary
 from benchmark.errors import UserError
 from benchmark.evaluation import Evaluation, evaluate
+from benchmark.foils import make_foils
 from benchmark.reproducibility import resolve_device, seed_everything
 from benchmark.training import EpochRecord, TrainingData, fit
 from variants.base import FeatureDims
@@ -135,6 +136,11 @@ def prepare(cfg: RunConfig, results: Path, vocab_words: list[str] | None = None)
     return Prepared(cfg, device, dataset, splits, vocab, dims, model, tokens)
 
 
+def foil_tokens(captions: list[str], tokenize) -> dict[str, tuple[np.ndarray, list[list[int]]]]:
+    """Caption foils of a real test set (no twin images), tokenized: the inputs of the foil probes."""
+    return {kind: (index, [tokenize(f) for f in foils]) for kind, (index, foils) in make_foils(captions).items()}
+
+
 def epoch_logger(run_id: str, epochs: int, echo: bool = True):
     """Log an epoch's metrics to MLflow run ``run_id`` and, with ``echo``, print one line."""
     import mlflow
@@ -201,7 +207,8 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
 
         progress = fit(model, prepared.training_data(), cfg, device, run_dir / "checkpoints", prepared.meta(), on_epoch_end, checkpoint)
         model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
-        result = evaluate(model, test, prepared.tokens[test.name], cfg.eval, device, folds, amp=cfg.train.amp)
+        result = evaluate(model, test, prepared.tokens[test.name], cfg.eval, device, folds, amp=cfg.train.amp,
+                          foils=None if test.twins is not None else foil_tokens(test.captions, model.tokenizer(vocab)))
         seconds = time.perf_counter() - started
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         summary = {"best_epoch": progress.best_epoch, "best_dev_rsum": progress.best_rsum,
@@ -247,4 +254,6 @@ def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, d
     model.load_state_dict(checkpoint["model"])
     folds = test_folds(spec_dataset, target) if split_name == spec_dataset.test_split else 1
     tokenize = model.tokenizer(vocab)
-    return split_name, evaluate(model, target, [tokenize(c) for c in target.captions], cfg.eval, torch_device, folds, cfg.train.amp)
+    foils = None if target.twins is not None else foil_tokens(target.captions, tokenize)
+    return split_name, evaluate(model, target, [tokenize(c) for c in target.captions], cfg.eval, torch_device, folds,
+                                cfg.train.amp, foils)

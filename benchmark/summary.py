@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from benchmark.data.layout import TWIN_KINDS
+from benchmark.foils import KINDS as FOIL_KINDS
 
 
 def metrics_table(metrics: dict[str, float], prefix: str = "") -> str:
@@ -20,8 +21,19 @@ def metrics_table(metrics: dict[str, float], prefix: str = "") -> str:
     return "\n".join(lines)
 
 
+def foil_line(metrics: dict[str, float]) -> str | None:
+    kinds = [k for k in FOIL_KINDS if f"foiled_{k}" in metrics]
+    if not kinds:
+        return None
+    return ("caption foils (% true caption above its foil; chance 50): " + ", ".join(
+        f"{k} {metrics.get(f'probe_foil_{k}', float('nan')):.1f} ({metrics[f'foiled_{k}']:.0f}% of captions foiled)" for k in kinds))
+
+
 def evaluation_report(metrics: dict[str, float]) -> str:
-    """One table, or for COCO the 1K (5-fold mean) and 5K tables."""
+    """One table, or for COCO the 1K (5-fold mean) and 5K tables; then the caption-foil probes."""
     if "5k_rsum" not in metrics:
-        return metrics_table(metrics)
-    return "\n".join(["COCO 1K (mean of 5 folds)", metrics_table(metrics, "1k_"), "COCO 5K", metrics_table(metrics, "5k_")])
+        lines = [metrics_table(metrics)]
+    else:
+        lines = ["COCO 1K (mean of 5 folds)", metrics_table(metrics, "1k_"), "COCO 5K", metrics_table(metrics, "5k_")]
+    foils = foil_line(metrics)
+    return "\n".join(lines + ([foils] if foils else []))

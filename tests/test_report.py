@@ -87,6 +87,7 @@ def test_the_report_writes_every_table_and_figure_and_no_references_beside_synth
     markdown = (out / "report.md").read_text()
     assert "Reported" not in markdown and "Holm–Bonferroni" in markdown and "α = 0.05" in markdown
     diagnostics = {r["Method"]: r for r in data["tables"]["diagnostics"]["rows"]}
+    assert diagnostics["sa"]["Dataset"] == "synthetic" and diagnostics["sa"]["n"] == "3"
     mean, interval = diagnostics["sa"]["probe accuracy (%) layout"].split(" ", 1)
     low, high = (float(v) for v in interval.strip("[]").split(", "))
     assert low < float(mean) < high

@@ -87,4 +87,7 @@ def test_a_coco_layout_reports_1k_fold_mean_and_5k(results, tiny, tmp_path):
     result = runner.run(tiny(data={"dataset": "coco", "data_root": str(tmp_path)}), results)
     metrics = MlflowClient().get_run(result.run_id).data.metrics
     assert {"test_1k_rsum", "test_5k_rsum", "test_1k_i2t_r1", "test_5k_t2i_medr"} <= set(metrics)
-    assert not any(key.startswith("test_probe") for key in metrics)  # no twins in real data
+    assert not {"test_probe_layout", "test_probe_scene", "test_probe_attribute"} & set(metrics)  # no twins in real data
+    # caption foils instead: "image 3 caption 1 with a dog" has one noun and no spatial word, but can be shuffled
+    assert metrics["test_foiled_nouns"] == 0 and metrics["test_foiled_spatial"] == 0 and metrics["test_foiled_shuffle"] == 100
+    assert 0 <= metrics["test_probe_foil_shuffle"] <= 100 and "test_probe_foil_nouns" not in metrics

@@ -84,6 +84,12 @@ def test_a_pruned_trial_is_recorded_as_pruned(results, space_file):
     assert children.iloc[0]["tags.sweep.state"] == "pruned"
 
 
+def test_a_trial_that_finished_its_epochs_is_never_pruned(results, space_file):
+    run_sweep(tiny_config(train={"epochs": 1}), results, SweepOptions(study="last-epoch", space_file=space_file, n_trials=1),
+              pruner=optuna.pruners.ThresholdPruner(lower=1e9))
+    assert [t.state.name for t in trials_of(results, "last-epoch")] == ["COMPLETE"]
+
+
 def test_ctrl_c_records_the_trial_closes_the_runs_and_leaves_the_study_resumable(results, space_file):
     def interrupt(record):
         raise KeyboardInterrupt

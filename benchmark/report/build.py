@@ -50,15 +50,16 @@ def _comparison_records(comparisons) -> list[dict]:
 
 def build_report(results: Path, experiment: str = "itr-bench", dataset: str | None = None,
                  variants: list[str] | None = None, baseline: str | None = None, out: str | None = None,
-                 formats: tuple[str, ...] = FORMATS, overwrite: bool = False, include_unfinished: bool = False) -> list[Path]:
-    """Build the report; returns the files written."""
+                 formats: tuple[str, ...] = FORMATS, overwrite: bool = False, include_unfinished: bool = False,
+                 run_ids: list[str] | None = None) -> list[Path]:
+    """Build the report (of ``run_ids`` only, when given); returns the files written."""
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:
         raise UserError(f"unknown --format {', '.join(sorted(unknown)) or '(empty)'}; choose from: md, tex (e.g. md,tex)")
     if variants:
         variants = [parse_variant(v).name for v in variants]
     tracking.setup(results)
-    runset = load_runs(experiment, dataset, variants, include_unfinished)
+    runset = load_runs(experiment, dataset, variants, include_unfinished, run_ids)
     if runset.runs.empty:
         raise UserError(_no_runs_message(experiment, runset))
     runs = runset.runs

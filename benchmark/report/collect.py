@@ -39,8 +39,8 @@ def _recipe(params: pd.Series) -> str:
 
 
 def load_runs(experiment: str, dataset: str | None = None, variants: list[str] | None = None,
-              include_unfinished: bool = False) -> RunSet:
-    """Search the experiment and keep what a report may average."""
+              include_unfinished: bool = False, run_ids: list[str] | None = None) -> RunSet:
+    """Search the experiment and keep what a report may average (only ``run_ids`` when given)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -58,6 +58,8 @@ def load_runs(experiment: str, dataset: str | None = None, variants: list[str] |
 
     if frame.empty:
         return RunSet(frame, excluded)
+    if run_ids is not None:
+        drop(~frame["run_id"].isin(run_ids), "runs outside this ablation")
     if "tags.sweep.role" in frame:
         drop(frame["tags.sweep.role"].notna(), "sweep runs (they never evaluate on test)")
     statuses = ("FINISHED", "FAILED", "KILLED") if include_unfinished else ("FINISHED",)

@@ -100,7 +100,7 @@ def to_latex(table: Table) -> str:
             lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if table.notes:
-        lines += [r"\par\smallskip\footnotesize"] + [tex_escape(note) + r"\\" for note in table.notes]
+        lines += [r"\par\smallskip\footnotesize"] + [tex_escape(note) + r"\par" for note in table.notes]
     lines.append(r"\end{table*}")
     return "\n".join(lines) + "\n"
 

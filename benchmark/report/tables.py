@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from benchmark.foils import KINDS as FOIL_KINDS
 from benchmark.report import stats
 from benchmark.report.references import reference_rows
 from benchmark.report.table import Cell, Table
@@ -222,25 +223,40 @@ def ablation_table(data: ReportData, datasets: list[str]) -> tuple[Table, list[C
 
 
 def diagnostics_table(data: ReportData) -> Table | None:
-    """Twin-probe accuracies on the synthetic test set, with 95% bootstrap intervals."""
-    if "synthetic" not in set(data.runs["dataset"]):
+    """Probe accuracies with 95% bootstrap intervals: twin probes on synthetic data, caption foils on real data."""
+    datasets = sorted(set(data.runs["dataset"]))
+    kinds = [k for k in PROBES + tuple(f"foil_{k}" for k in FOIL_KINDS)
+             if any(f"probe_{k}" in data.ranks(r.run_id) for r in data.runs.itertuples())]
+    if not kinds:
         return None
     rows = []
-    for label in data.labels("synthetic"):
-        runs = data.runs_of("synthetic", label)
-        row = [Cell(label), Cell(str(len(runs)))]
-        for probe in PROBES:
-            outcomes = {int(r.seed): data.ranks(r.run_id)[f"probe_{probe}"] for r in runs.itertuples()
-                        if f"probe_{probe}" in data.ranks(r.run_id)}
-            if outcomes:
-                mean, low, high = stats.proportion_ci(outcomes)
-                row.append(Cell(f"{mean:.1f} [{low:.1f}, {high:.1f}]"))
-            else:
-                row.append(Cell("–"))
-        rows.append(row)
-    caption = ("Percent of base-image captions that score their own image above its twin (chance 50): layout twins swap "
-               "the two mentioned objects' boxes, scene twins change only the background, attribute twins recolour one "
-               "mentioned object. "
-               "Pooled over the n seeds; 95% percentile bootstrap interval over captions within each seed.")
-    columns = [("", "Method"), ("", "n")] + [("probe accuracy (%)", p) for p in PROBES]
-    return Table("diagnostics", "Diagnostics: synthetic twin probes", caption, columns, [("", rows)])
+    for dataset in datasets:
+        for label in data.labels(dataset):
+            runs = data.runs_of(dataset, label)
+            row = [Cell(label), Cell(dataset), Cell(str(len(runs)))]
+            for kind in kinds:
+                outcomes = {int(r.seed): data.ranks(r.run_id)[f"probe_{kind}"] for r in runs.itertuples()
+                            if f"probe_{kind}" in data.ranks(r.run_id)}
+                if outcomes:
+                    mean, low, high = stats.proportion_ci(outcomes)
+                    row.append(Cell(f"{mean:.1f} [{low:.1f}, {high:.1f}]"))
+                else:
+                    row.append(Cell("–"))
+            rows.append(row)
+    caption = "Pooled over the n seeds; 95% percentile bootstrap interval over captions within each seed; chance is 50. "
+    if any(k in PROBES for k in kinds):
+        caption += ("Twin probes (synthetic): percent of base-image captions that score their own image above its twin; "
+                    "layout twins swap the two mentioned objects' boxes, scene twins change only the background, attribute "
+                    "twins recolour one mentioned object. ")
+    if any(k.startswith("foil_") for k in kinds):
+        shares = []
+        for dataset in datasets:
+            runs = data.runs[data.runs["dataset"] == dataset]
+            parts = [f"{k} {runs[f'test_foiled_{k}'].iloc[0]:.0f}%" for k in FOIL_KINDS if f"test_foiled_{k}" in runs]
+            if parts:
+                shares.append(f"{dataset}: {', '.join(parts)}")
+        caption += ("Caption foils (real data): percent of test captions scored above a minimally edited foil for their own "
+                    "image (swapped nouns, swapped spatial words, shuffled words). Captions foiled per rule: "
+                    + "; ".join(shares) + ".")
+    columns = [("", "Method"), ("", "Dataset"), ("", "n")] + [("probe accuracy (%)", k.replace("_", " ")) for k in kinds]
+    return Table("diagnostics", "Diagnostics: probes", caption, columns, [("", rows)])

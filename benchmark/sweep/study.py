@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from benchmark import config as configuration
 from benchmark import runner, tracking
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
+from benchmark.processes import stop, threads_per_worker, worker_environment
 from benchmark.sweep import space as spaces
 from benchmark.sweep.storage import default_storage, masked, open_storage
 from benchmark.sweep.trial import SweepContext, trial_config
@@ -95,7 +94,7 @@ def _open_study(name: str, storage, base: RunConfig, space: spaces.Space):
 
 def _plans(options: SweepOptions, seed: int, trials_before: int) -> list[WorkerPlan]:
     workers = min(options.workers, options.n_trials)
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    threads = threads_per_worker(workers) if workers > 1 else None
     return [WorkerPlan(index=i, n_trials=options.n_trials // workers + (i < options.n_trials % workers),
                        sampler_seed=sampler_seed(seed, trials_before, i), timeout=options.timeout, threads=threads,
                        label=f"[worker {i}] " if workers > 1 else "")
@@ -105,29 +104,16 @@ def _plans(options: SweepOptions, seed: int, trials_before: int) -> list[WorkerP
 def _run_workers(ctx: SweepContext, plans: list[WorkerPlan]) -> None:
     """Spawn one process per plan; on Ctrl-C or SIGTERM, let each finish its trial's bookkeeping."""
     spawn = multiprocessing.get_context("spawn")
-    saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "TQDM_DISABLE")}
-    os.environ.update(OMP_NUM_THREADS=str(plans[0].threads), TQDM_DISABLE="1")  # inherited by the workers
     processes = [spawn.Process(target=worker_process, args=(ctx, plan), name=f"sweep-worker-{plan.index}") for plan in plans]
     try:
-        for process in processes:
-            process.start()
+        with worker_environment(plans[0].threads):
+            for process in processes:
+                process.start()
         for process in processes:
             process.join()
     except KeyboardInterrupt:
-        for process in processes:
-            if process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)  # a worker ignores it if Ctrl-C already reached it
-        for process in processes:
-            process.join(timeout=120)
-            if process.is_alive():
-                process.kill()
+        stop(processes)
         raise
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     codes = [process.exitcode for process in processes]
     if 2 in codes:
         raise SystemExit(2)  # the worker printed its one-line error

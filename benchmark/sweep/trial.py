@@ -74,7 +74,7 @@ def objective(trial, ctx: SweepContext, on_epoch=None) -> float:
             trial.report(record.dev.metrics["rsum"], record.epoch)
             if on_epoch is not None:
                 on_epoch(record)
-            if trial.should_prune():
+            if record.epoch < cfg.train.epochs and trial.should_prune():  # after the last epoch, pruning saves nothing
                 raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
 
         fit_started = time.perf_counter()

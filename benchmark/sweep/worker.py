@@ -8,7 +8,6 @@ explore new points instead of replaying the same random start.
 
 from __future__ import annotations
 
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.processes import install_worker_signals
 from benchmark.sweep.storage import open_storage
 from benchmark.sweep.trial import SweepContext, objective
 
@@ -106,17 +106,9 @@ def work(ctx: SweepContext, plan: WorkerPlan, pruner=None, on_epoch=None) -> Non
         raise UserError(stopped[0])
 
 
-def _interrupt_once(signum, frame):
-    """The first Ctrl-C or SIGTERM ends the current trial cleanly; later ones cannot cut that short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def worker_process(ctx: SweepContext, plan: WorkerPlan) -> None:
     """Entry point of a spawned worker: exit 0, 2 (user mistake, one ``error:`` line) or 130 (interrupted)."""
-    signal.signal(signal.SIGINT, _interrupt_once)
-    signal.signal(signal.SIGTERM, _interrupt_once)
+    install_worker_signals()
     try:
         work(ctx, plan)
     except UserError as exc:

@@ -1,0 +1,75 @@
+"""Ablation cells: find a finished run with the same resolved config and seed, or a resumable one.
+
+A cell is reused when the experiment holds a FINISHED run with test metrics whose saved
+``config.toml`` equals the cell's config in everything that changes the numbers (the variant
+compared by its canonical name, so ``dsrln`` and ``gisa+dif+hier`` are the same cell).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark import config as configuration
+from benchmark.config import RunConfig
+from variants.registry import parse_variant
+
+
+@dataclass
+class Cell:
+    cfg: RunConfig
+    run_id: str | None = None  # set once the cell has a finished run
+    reused: bool = False
+
+    @property
+    def variant(self) -> str:
+        return parse_variant(self.cfg.model.variant).name
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant} seed {self.cfg.seed}"
+
+
+def _canonical(cfg: RunConfig) -> RunConfig:
+    out = copy.deepcopy(cfg)
+    out.model.variant = parse_variant(cfg.model.variant).name
+    return out
+
+
+def _candidates(experiment_id: str, cell: Cell, statuses: tuple[str, ...]):
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient().search_runs([experiment_id], filter_string=(
+        f"tags.variant = '{cell.variant}' AND tags.seed = '{cell.cfg.seed}' AND tags.dataset = '{cell.cfg.data.dataset}'"),
+        order_by=["attributes.start_time DESC"])
+    return [r for r in runs if r.info.status in statuses and "sweep.role" not in r.data.tags]
+
+
+def _same_config(run, cfg: RunConfig) -> bool:
+    import mlflow
+
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="config.toml")
+    except Exception:  # no config artifact (a run that died before logging it)
+        return False
+    return not configuration.differences(_canonical(configuration.resolve(path)), _canonical(cfg))
+
+
+def find_finished(experiment_id: str, cell: Cell) -> str | None:
+    """The newest FINISHED run with test metrics and the same config, if any."""
+    for run in _candidates(experiment_id, cell, ("FINISHED",)):
+        has_test = any(key in run.data.metrics for key in ("test_rsum", "test_1k_rsum"))
+        if has_test and _same_config(run, cell.cfg):
+            return run.info.run_id
+    return None
+
+
+def find_resumable(experiment_id: str, cell: Cell) -> Path | None:
+    """The folder of the newest interrupted run of this cell that left a checkpoint, if any."""
+    for run in _candidates(experiment_id, cell, ("KILLED", "FAILED")):
+        folder = run.data.tags.get("run_dir")
+        if folder and (Path(folder) / "checkpoints" / "last.pt").is_file() and not (Path(folder) / "metrics.json").exists():
+            if _same_config(run, cell.cfg):
+                return Path(folder)
+    return None

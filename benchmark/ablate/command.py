@@ -1,0 +1,115 @@
+"""``ablate``: run a grid of variants over seeds, reuse finished cells, then report and check the claims."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmark import runner, tracking
+from benchmark.ablate.cells import Cell, find_finished, find_resumable
+from benchmark.ablate.claims import Row, check_claims, claim_verdict, claims_table
+from benchmark.ablate.execute import run_cells
+from benchmark.ablate.grid import cell_configs, load_grid
+from benchmark.config import RunConfig
+from benchmark.errors import UserError
+from benchmark.report import build_report
+from benchmark.report.collect import load_ranks, load_runs
+from benchmark.report.table import latex_document, to_latex, to_markdown
+from benchmark.report.tables import ReportData
+from benchmark.reproducibility import resolve_device
+
+
+@dataclass
+class AblationResult:
+    cells: list[Cell]
+    rows: list[Row]
+    report_dir: Path
+    seconds: float
+    jobs: int
+    problems: list[str] = field(default_factory=list)
+
+
+def _check(n_seeds: int, jobs: int) -> None:
+    if n_seeds < 1:
+        raise UserError(f"--seeds must be at least 1; got {n_seeds}")
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1; got {jobs}")
+
+
+def run_ablation(base: RunConfig, results: Path, grid_name: str = "dsrln", n_seeds: int = 3, jobs: int = 1,
+                 resume: bool = False, reports: Path = Path("reports")) -> AblationResult:
+    """Run (or reuse) every cell of the grid, then write the report and the claims check."""
+    started = time.perf_counter()
+    _check(n_seeds, jobs)
+    grid = load_grid(grid_name)
+    seeds = list(range(base.seed, base.seed + n_seeds))
+    cells = [Cell(cfg) for cfg in cell_configs(grid, base, seeds)]
+    for variant_cell in cells[::n_seeds]:  # data and variant checks, before anything runs
+        runner.prepare(variant_cell.cfg, results)
+    if jobs > 1 and resolve_device(base.device).type == "cuda":
+        print("a GPU is in use: cells run one after another on it (--jobs ignored)")
+        jobs = 1
+    tracking.setup(results)
+    from mlflow.tracking import MlflowClient
+
+    experiment = tracking.experiment_id(base.experiment, results)
+    resume_dirs: dict[int, Path] = {}
+    for i, cell in enumerate(cells):
+        cell.run_id = find_finished(experiment, cell)
+        cell.reused = cell.run_id is not None
+        if cell.run_id is None and resume and (folder := find_resumable(experiment, cell)):
+            resume_dirs[i] = folder
+    pending = [c for c in cells if c.run_id is None]
+    print(f"ablation '{grid.name}' on {base.data.dataset}: {len(grid.variants)} variants x {n_seeds} seeds = {len(cells)} cells; "
+          f"{len(cells) - len(pending)} already finished (reused), {len(pending)} to run"
+          + (f" ({len(resume_dirs)} resumed from checkpoints)" if resume_dirs else "")
+          + f", {min(jobs, max(len(pending), 1))} at a time", flush=True)
+
+    problems: list[str] = []
+    finished = [len(cells) - len(pending)]
+
+    def on_done(index: int, run_id: str | None, problem: str | None, seconds: float) -> None:
+        cell = cells[index]
+        finished[0] += 1
+        if run_id:
+            cell.run_id = run_id
+            rsum = MlflowClient().get_run(run_id).data.metrics.get("test_rsum", float("nan"))
+            print(f"[{finished[0]}/{len(cells)}] {cell.name}: test rSum {rsum:.1f} in {seconds:.0f} s (MLflow run {run_id})", flush=True)
+        else:
+            problems.append(f"{cell.name}: {problem}")
+            print(f"[{finished[0]}/{len(cells)}] {cell.name}: {problem}", flush=True)
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_cells(cells, resume_dirs, results, jobs, results / "ablations" / f"{grid.name}-{stamp}", on_done)
+    client = MlflowClient()
+    run_ids = [c.run_id for c in cells if c.run_id]
+    for run_id in run_ids:
+        client.set_tag(run_id, f"ablation.{grid.name}", "1")
+    if not run_ids:
+        raise UserError("no cell finished; see the errors above")
+
+    report_dir = reports / f"ablate-{grid.name}-{base.data.dataset}-{stamp}"
+    build_report(results, base.experiment, dataset=base.data.dataset, variants=grid.variants, out=str(report_dir), run_ids=run_ids)
+    data = ReportData(load_runs(base.experiment, base.data.dataset, grid.variants, run_ids=run_ids).runs, load_ranks)
+    rows = check_claims(data, base.data.dataset)
+    table = claims_table(rows, base.data.dataset)
+    (report_dir / "claims.md").write_text(to_markdown(table) + "\n")
+    (report_dir / "claims.tex").write_text(to_latex(table))
+    (report_dir / "claims_document.tex").write_text(latex_document([table]))
+    (report_dir / "claims.json").write_text(json.dumps({
+        "rows": [{"claim": r.claim, "baseline": r.baseline, "variant": r.variant, "evidence": r.evidence,
+                  "verdict": r.verdict(), "p_holm": r.p_holm,
+                  "delta": r.result.delta if r.result else None,
+                  "ci": [r.result.ci_low, r.result.ci_high] if r.result else None,
+                  "seeds": list(r.result.seeds) if r.result else []} for r in rows],
+        "claims": {claim: claim_verdict([r.verdict() for r in rows if r.claim == claim]) for claim in dict.fromkeys(r.claim for r in rows)},
+    }, indent=2))
+    seconds = time.perf_counter() - started
+    print("\n" + to_markdown(table))
+    print(f"\nreport and claims in {report_dir}; {len(cells)} cells ({sum(c.reused for c in cells)} reused), "
+          f"{jobs} at a time, wall time {seconds:.0f} s")
+    if problems:
+        raise UserError(f"{len(problems)} cell(s) did not finish ({'; '.join(problems)}); rerun with --resume to continue them")
+    return AblationResult(cells, rows, report_dir, seconds, jobs, problems)

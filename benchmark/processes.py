@@ -1,0 +1,52 @@
+"""Helpers for spawning worker processes (sweep workers, ablation jobs) and stopping them cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+
+def interrupt_once(signum, frame):
+    """Signal handler: the first Ctrl-C or SIGTERM raises KeyboardInterrupt, so the current run's
+    bookkeeping (MLflow status, trial state) completes; later signals cannot cut that short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def install_worker_signals() -> None:
+    signal.signal(signal.SIGINT, interrupt_once)
+    signal.signal(signal.SIGTERM, interrupt_once)
+
+
+@contextmanager
+def worker_environment(threads: int) -> Iterator[None]:
+    """While spawning: children read ``threads`` OpenMP threads and no progress bars (they share a terminal)."""
+    saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "TQDM_DISABLE")}
+    os.environ.update(OMP_NUM_THREADS=str(threads), TQDM_DISABLE="1")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def stop(processes: Iterable, grace_s: float = 120) -> None:
+    """Ask live workers to stop (SIGTERM, which they ignore if Ctrl-C already reached them), then wait."""
+    processes = list(processes)
+    for process in processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+    for process in processes:
+        process.join(timeout=grace_s)
+        if process.is_alive():
+            process.kill()

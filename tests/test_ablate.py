@@ -1,0 +1,73 @@
+"""Ablations: a tiny grid runs, finished cells are reused, and the verdict logic is right."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import tiny_config
+
+from benchmark.ablate import run_ablation
+from benchmark.ablate.claims import claim_verdict, row_verdict
+from benchmark.ablate.grid import load_grid
+from benchmark.errors import UserError
+from benchmark.report.stats import PairedComparison
+
+
+@pytest.fixture
+def grid_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text('variants = ["sa", "gisa"]\n[overrides."gisa"]\n"model.dropout" = 0.0\n')
+    return str(path)
+
+
+def test_a_tiny_grid_completes_and_a_rerun_reuses_every_cell(results, grid_file, tmp_path, capsys):
+    base = tiny_config(experiment="ablate-tests", train={"epochs": 1})
+    first = run_ablation(base, results, grid_file, n_seeds=2, reports=tmp_path / "reports")
+    assert [(c.variant, c.cfg.seed, c.reused) for c in first.cells] == [("sa", 0, False), ("sa", 1, False),
+                                                                         ("gisa", 0, False), ("gisa", 1, False)]
+    assert first.cells[2].cfg.model.dropout == 0.0 and first.cells[0].cfg.model.dropout == 0.1
+    claims = json.loads((first.report_dir / "claims.json").read_text())
+    assert claims["claims"]["GISA models relations between regions better than vanilla SA"] == "not run"  # no sa+dif
+    assert claims["claims"]["local + global alignment beats global only"] == "not run"
+    measured = [r for r in claims["rows"] if r["baseline"] == "sa" and r["variant"] == "gisa"]
+    assert {r["evidence"] for r in measured} == {"rSum", "probe layout"} and all(r["seeds"] == [0, 1] for r in measured)
+    assert (first.report_dir / "report.md").is_file() and (first.report_dir / "claims.md").is_file()
+    second = run_ablation(base, results, grid_file, n_seeds=2, reports=tmp_path / "reports")
+    assert all(c.reused for c in second.cells)
+    assert [c.run_id for c in second.cells] == [c.run_id for c in first.cells]
+    assert "4 already finished (reused), 0 to run" in capsys.readouterr().out
+
+
+def _result(delta, per_seed, p=0.001):
+    return PairedComparison((0, 1, 2), delta, delta - 1, delta + 1, p, 0.5, per_seed)
+
+
+@pytest.mark.parametrize("result, p_holm, expected", [
+    (_result(5.0, (4.0, 5.0, 6.0)), 0.01, "supported"),
+    (_result(-5.0, (-4.0, -5.0, -6.0)), 0.01, "contradicted"),
+    (_result(5.0, (4.0, 5.0, 6.0)), 0.2, "inconclusive"),  # not significant after correction
+    (_result(5.0, (12.0, 5.0, -2.0)), 0.01, "inconclusive"),  # significant, but one seed disagrees
+    (None, float("nan"), "not run"),
+])
+def test_row_verdicts(result, p_holm, expected):
+    assert row_verdict(result, p_holm) == expected
+
+
+def test_claim_verdicts_need_every_row():
+    assert claim_verdict(["supported", "supported"]) == "supported"
+    assert claim_verdict(["supported", "inconclusive"]) == "inconclusive"
+    assert claim_verdict(["contradicted", "inconclusive"]) == "contradicted"
+    assert claim_verdict(["supported", "contradicted"]) == "inconclusive"
+    assert claim_verdict(["supported", "not run"]) == "not run"
+
+
+def test_the_default_grid_and_bad_grids(tmp_path):
+    grid = load_grid("dsrln")
+    assert grid.variants == ["sa", "gisa", "dif", "gisa+dif", "gisa+dif+hier", "none", "gisa+concat", "gisa+grid"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('variants = ["sa", "gsia"]\n')
+    with pytest.raises(UserError, match="unknown variant token 'gsia'"):
+        load_grid(str(bad))
+    with pytest.raises(UserError, match="no grid 'nope'"):
+        load_grid("nope")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import pytest
 from conftest import tiny_config
@@ -33,6 +35,10 @@ def test_a_tiny_grid_completes_and_a_rerun_reuses_every_cell(results, grid_file,
     measured = [r for r in claims["rows"] if r["baseline"] == "sa" and r["variant"] == "gisa"]
     assert {r["evidence"] for r in measured} == {"rSum", "probe layout"} and all(r["seeds"] == [0, 1] for r in measured)
     assert (first.report_dir / "report.md").is_file() and (first.report_dir / "claims.md").is_file()
+    if shutil.which("pdflatex"):
+        done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "claims_document.tex"],
+                              cwd=first.report_dir, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:]
     second = run_ablation(base, results, grid_file, n_seeds=2, reports=tmp_path / "reports")
     assert all(c.reused for c in second.cells)
     assert [c.run_id for c in second.cells] == [c.run_id for c in first.cells]

@@ -112,6 +112,13 @@ def test_two_workers_share_the_default_storage_and_lose_no_trial(results, space_
     parents, children = runs_of("pair")
     assert len(parents) == 1 and sorted(children["tags.sweep.trial"].astype(int)) == [0, 1, 2, 3]
     assert set(children["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
+    assert len({t.params["train.lr"] for t in trials}) == 4  # concurrent workers never draw the same point
+
+
+def test_one_worker_sweeps_are_reproducible_from_the_seed(results, space_file):
+    for study in ("twin-a", "twin-b"):
+        sweep(results, study, space_file, n_trials=2)
+    assert [t.params for t in trials_of(results, "twin-a")] == [t.params for t in trials_of(results, "twin-b")]
 
 
 def test_the_exported_best_config_runs_unchanged(results, space_file, tmp_path, capsys):

@@ -25,7 +25,6 @@ from benchmark.sweep.trial import SweepContext, trial_config
 from benchmark.sweep.worker import (
     PRUNERS,
     WorkerPlan,
-    sampler_seed,
     work,
     worker_process,
 )
@@ -92,11 +91,11 @@ def _open_study(name: str, storage, base: RunConfig, space: spaces.Space):
     return study
 
 
-def _plans(options: SweepOptions, seed: int, trials_before: int) -> list[WorkerPlan]:
+def _plans(options: SweepOptions, seed: int) -> list[WorkerPlan]:
     workers = min(options.workers, options.n_trials)
     threads = threads_per_worker(workers) if workers > 1 else None
     return [WorkerPlan(index=i, n_trials=options.n_trials // workers + (i < options.n_trials % workers),
-                       sampler_seed=sampler_seed(seed, trials_before, i), timeout=options.timeout, threads=threads,
+                       seed=seed, timeout=options.timeout, threads=threads,
                        label=f"[worker {i}] " if workers > 1 else "")
             for i in range(workers)]
 
@@ -205,7 +204,7 @@ def run_sweep(base: RunConfig, results: Path, options: SweepOptions, pruner=None
         "sweep.study": study_name, "sweep.role": "parent", "sweep.storage": masked(storage_name),
         "variant": variant, "dataset": base.data.dataset, "git_commit": tracking.git_commit()})
     parent_id = parent.info.run_id
-    plans = _plans(options, base.seed, trials_before)
+    plans = _plans(options, base.seed)
     for key, value in {"study": study_name, "storage": masked(storage_name), "n_trials": options.n_trials,
                        "workers": len(plans), "pruner": options.pruner, "sampler": "TPE", "seed": base.seed,
                        "timeout": options.timeout, "epochs": base.train.epochs}.items():

@@ -1,9 +1,7 @@
 """A sweep worker: load the shared study and run its share of trials, printing one line per trial.
 
 With one worker this runs in the calling process; with several, each is a spawned process with
-its share of the CPU threads. The sampler is TPE, seeded from the sweep's seed, the number of
-trials already in the study and the worker's index: a resumed study and each parallel worker
-explore new points instead of replaying the same random start.
+its share of the CPU threads. The sampler is TPE reseeded per trial (``sampler.py``).
 """
 
 from __future__ import annotations
@@ -12,10 +10,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from benchmark.errors import UserError
 from benchmark.processes import install_worker_signals
+from benchmark.sweep.sampler import TrialSeededTPE
 from benchmark.sweep.storage import open_storage
 from benchmark.sweep.trial import SweepContext, objective
 
@@ -26,14 +23,10 @@ PRUNERS = ("median", "hyperband", "none")
 class WorkerPlan:
     index: int
     n_trials: int
-    sampler_seed: int
+    seed: int  # the sweep's seed; each trial's sampler seed derives from it and the trial number
     timeout: float | None = None
     threads: int | None = None  # torch threads (None: leave as is)
     label: str = ""  # printed before each trial line when several workers share the terminal
-
-
-def sampler_seed(seed: int, trials_before: int, worker: int) -> int:
-    return int(np.random.SeedSequence([seed, trials_before, worker]).generate_state(1)[0])
 
 
 def make_pruner(name: str, epochs: int):
@@ -90,7 +83,7 @@ def work(ctx: SweepContext, plan: WorkerPlan, pruner=None, on_epoch=None) -> Non
     tracking.setup(Path(ctx.results))
     epochs = ctx.base["train"]["epochs"]
     study = optuna.load_study(study_name=ctx.study, storage=open_storage(ctx.storage),
-                              sampler=optuna.samplers.TPESampler(seed=plan.sampler_seed),
+                              sampler=TrialSeededTPE(plan.seed),
                               pruner=pruner or make_pruner(ctx.pruner, epochs))
     stopped: list[str] = []
 

@@ -32,6 +32,7 @@ def test_a_tiny_grid_completes_and_a_rerun_reuses_every_cell(results, grid_file,
     claims = json.loads((first.report_dir / "claims.json").read_text())
     assert claims["claims"]["GISA models relations between regions better than vanilla SA"] == "not run"  # no sa+dif
     assert claims["claims"]["local + global alignment beats global only"] == "not run"
+    assert {r["baseline"] for r in claims["rows"]} >= {"sa", "sa+dif", "gisa+concat"}  # display names, as in papers
     measured = [r for r in claims["rows"] if r["baseline"] == "sa" and r["variant"] == "gisa"]
     assert {r["evidence"] for r in measured} == {"rSum", "probe layout"} and all(r["seeds"] == [0, 1] for r in measured)
     assert (first.report_dir / "report.md").is_file() and (first.report_dir / "claims.md").is_file()

@@ -53,6 +53,8 @@ def test_every_variant_trains_one_epoch_and_evaluates(spec, tiny_splits, tmp_pat
 def test_the_dsrln_alias_and_defaults():
     assert parse_variant("dsrln") == parse_variant("gisa+dif+hier+bigru")
     assert parse_variant("gisa+dif").alignment == "global"
+    assert [parse_variant(v).name for v in ("sa+dif", "sa", "dsrln")] == ["dif", "sa", "gisa+dif+hier"]
+    assert [parse_variant(v).display for v in ("dif", "sa", "dsrln", "none+hier")] == ["sa+dif", "sa", "gisa+dif+hier", "none+hier"]
 
 
 def test_variants_whose_inputs_are_missing_fail_fast():

@@ -84,6 +84,14 @@ class VariantSpec:
         tokens = [getattr(self, axis) for axis, reg in AXES.items() if getattr(self, axis) != reg.default]
         return "+".join(tokens) or RELATION.default
 
+    @property
+    def display(self) -> str:
+        """The name for tables: the relation encoder always, then every other non-default token
+        (``sa+dif`` where ``name`` is ``dif``), as ablation tables in papers write it."""
+        tokens = [self.relation] + [getattr(self, axis) for axis, reg in AXES.items()
+                                    if axis != "relation" and getattr(self, axis) != reg.default]
+        return "+".join(tokens)
+
     def components(self) -> list[Component]:
         return [AXES[axis].get(getattr(self, axis)) for axis in AXES]
 

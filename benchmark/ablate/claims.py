@@ -88,7 +88,7 @@ def check_claims(data: ReportData, dataset: str) -> list[Row]:
     rows = []
     for claim in CLAIMS:
         probe = claim.probe if dataset == "synthetic" else REAL_PROBES.get(claim.probe)
-        for baseline, variant in ((parse_variant(b).name, parse_variant(v).name) for b, v in claim.comparisons):
+        for baseline, variant in ((parse_variant(b).display, parse_variant(v).display) for b, v in claim.comparisons):
             missing = not {baseline, variant} <= present
             rsum = None if missing else stats.compare_paired(data.scores(dataset, variant, prefix), data.scores(dataset, baseline, prefix))
             rows.append(Row(claim.text, baseline, variant, "rSum", rsum))

@@ -15,7 +15,13 @@ from pathlib import Path
 from benchmark import tracking
 from benchmark.errors import UserError
 from benchmark.report import figures
-from benchmark.report.collect import RunSet, load_ranks, load_runs, sweep_studies
+from benchmark.report.collect import (
+    RunSet,
+    display_name,
+    load_ranks,
+    load_runs,
+    sweep_studies,
+)
 from benchmark.report.table import Table, latex_document, to_latex, to_markdown
 from benchmark.report.tables import (
     ReportData,
@@ -67,7 +73,9 @@ def build_report(results: Path, experiment: str = "itr-bench", dataset: str | No
     labels = list(dict.fromkeys(runs["label"]))
     if baseline is None:
         baseline = "sa" if "sa" in labels else labels[0]
-    elif baseline not in labels:
+    elif display_name(baseline) in labels:
+        baseline = display_name(baseline)
+    else:
         raise UserError(f"--baseline {baseline} has no runs here; choose one of: {', '.join(labels)}")
     print(f"report on {len(runs)} runs of {len(labels)} variants ({', '.join(datasets)}) from experiment '{experiment}'"
           + "".join(f"; left out {n} {why}" for why, n in runset.excluded.items()), flush=True)

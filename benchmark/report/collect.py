@@ -86,13 +86,21 @@ def load_runs(experiment: str, dataset: str | None = None, variants: list[str] |
     if duplicated.any():
         excluded["older reruns of the same variant, recipe and seed"] = int(duplicated.sum())
     runs = runs[~duplicated]
-    runs["label"] = runs["variant"]
+    runs["label"] = [display_name(v) for v in runs["variant"]]
     several = runs.groupby(["dataset", "variant"])["recipe"].transform("nunique") > 1
-    runs.loc[several, "label"] = runs["variant"] + " [" + runs["recipe"] + "]"
+    runs.loc[several, "label"] = runs["label"] + " [" + runs["recipe"] + "]"
     order = {v: i for i, v in enumerate(variants)} if variants else None
     runs["order"] = [order[v] if order else _complexity(v) for v in runs["variant"]]
     runs = runs.sort_values(["dataset", "order", "label", "seed"]).drop(columns="order")
     return RunSet(runs.reset_index(drop=True), excluded)
+
+
+def display_name(variant: str) -> str:
+    """``sa+dif`` for the canonical ``dif``; a name the registry does not know is shown as it is."""
+    try:
+        return parse_variant(variant).display
+    except UserError:
+        return variant
 
 
 def _complexity(variant: str) -> tuple:

@@ -18,9 +18,12 @@ def _add_results_dir(parser: argparse.ArgumentParser) -> None:
                         help="where runs, the MLflow store and cached data go (default: $ITR_BENCH_RESULTS or ./results)")
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    """The options that build a run config: shared by `run` and `sweep`."""
-    parser.add_argument("--variant", help="variant spec, e.g. sa (see `python -m benchmark variants`)")
+def _add_config_options(parser: argparse.ArgumentParser, with_variant: bool = True) -> None:
+    """The options that build a run config: shared by `run`, `sweep` and (without --variant) `ablate`."""
+    if with_variant:
+        parser.add_argument("--variant", help="variant spec, e.g. sa (see `python -m benchmark variants`)")
+    else:
+        parser.set_defaults(variant=None)
     parser.add_argument("--dataset", help="synthetic (default) | f30k | coco")
     parser.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/ (default: $ITR_BENCH_DATA)")
     parser.add_argument("--epochs", type=int, help="training epochs")
@@ -65,16 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--seeds", type=int, default=3, help="seeds per variant, counting up from --seed (default 3)")
     ablate.add_argument("--jobs", type=int, default=1, help="cells run at once in parallel processes (CPU only; default 1)")
     ablate.add_argument("--resume", action="store_true", help="continue interrupted cells from their last checkpoints")
-    ablate.add_argument("--dataset", help="synthetic (default) | f30k | coco")
-    ablate.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/ (default: $ITR_BENCH_DATA)")
-    ablate.add_argument("--epochs", type=int, help="training epochs of every cell")
-    ablate.add_argument("--seed", type=int, help="first seed (default 0)")
-    ablate.add_argument("--device", help="auto (CUDA when present) | cpu | cuda | cuda:N")
-    ablate.add_argument("--experiment", help="MLflow experiment name (default: itr-bench)")
-    ablate.add_argument("--config", metavar="FILE", help="TOML config shared by every cell")
-    ablate.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides shared by every cell")
-    ablate.set_defaults(variant=None)
-    _add_results_dir(ablate)
+    _add_config_options(ablate, with_variant=False)
 
     report = commands.add_parser("report", help="paper-style tables, significance tests and figures from the tracked runs",
                                  description=(

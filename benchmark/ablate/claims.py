@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmark.report import stats
 from benchmark.report.table import Cell, Table
-from benchmark.report.tables import BENCHMARKS, ReportData
+from benchmark.report.tables import ReportData, benchmarks, format_p
 from variants.registry import parse_variant
 
 
@@ -83,7 +83,7 @@ def _probe_scores(data: ReportData, dataset: str, variant: str, probe: str) -> d
 
 def check_claims(data: ReportData, dataset: str) -> list[Row]:
     """Every row of the claims table, Holm-corrected together."""
-    prefix = BENCHMARKS.get(dataset, [("", "", None)])[0][1]
+    prefix = benchmarks(dataset)[0][1]
     present = set(data.labels(dataset))
     rows = []
     for claim in CLAIMS:
@@ -113,7 +113,7 @@ def claims_table(rows: list[Row], dataset: str) -> Table:
             Cell(",".join(map(str, result.seeds)) if result else "–"),
             Cell(f"{result.delta:+.1f}" if result else "–"),
             Cell(f"[{result.ci_low:+.1f}, {result.ci_high:+.1f}]" if result else "–"),
-            Cell("–" if math.isnan(row.p_holm) else ("< 0.001" if row.p_holm < 0.001 else f"{row.p_holm:.3f}")),
+            Cell(format_p(row.p_holm)),
             Cell(row.verdict(), bold=row.verdict() in ("supported", "contradicted")),
         ])
     summary = []

@@ -64,11 +64,8 @@ def load_runs(experiment: str, dataset: str | None = None, variants: list[str] |
         drop(frame["tags.sweep.role"].notna(), "sweep runs (they never evaluate on test)")
     statuses = ("FINISHED", "FAILED", "KILLED") if include_unfinished else ("FINISHED",)
     drop(~frame["status"].isin(statuses), "unfinished runs (failed, killed or running)")
-    if "metrics.test_rsum" not in frame and "metrics.test_1k_rsum" not in frame:
-        drop(frame["status"].notna(), "runs without test metrics")
-    else:
-        has_test = frame.filter(regex=r"^metrics\.test_(1k_)?rsum$").notna().any(axis=1)
-        drop(~has_test, "runs without test metrics")
+    has_test = frame.filter(regex=r"^metrics\.test_(1k_)?rsum$").notna().any(axis=1)  # all False without such columns
+    drop(~has_test, "runs without test metrics")
     if dataset:
         drop(frame["tags.dataset"] != dataset, f"runs on other datasets than {dataset}")
     if variants:
@@ -122,14 +119,17 @@ def load_ranks(run_id: str) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def scores_for(ranks: dict[str, np.ndarray], benchmark_prefix: str) -> QueryScores:
-    """Per-query scores of one benchmark: '' (one test set), '1k_' (COCO 5 folds) or '5k_'."""
+def direction_ranks(ranks: dict[str, np.ndarray], benchmark_prefix: str, direction: str) -> np.ndarray:
+    """One direction's ranks of a benchmark: '' (one test set), '1k_' (COCO's 5 folds, concatenated) or '5k_'."""
     if benchmark_prefix == "1k_":
         folds = sorted({k.split("_")[1] for k in ranks if k.startswith("1k_fold")})
-        i2t = np.concatenate([ranks[f"1k_{f}_i2t"] for f in folds])
-        t2i = np.concatenate([ranks[f"1k_{f}_t2i"] for f in folds])
-        return query_scores(i2t, t2i)  # equal folds: the fold-mean rSum is the pooled one
-    return query_scores(ranks[f"{benchmark_prefix}i2t"], ranks[f"{benchmark_prefix}t2i"])
+        return np.concatenate([ranks[f"1k_{f}_{direction}"] for f in folds])
+    return ranks[f"{benchmark_prefix}{direction}"]
+
+
+def scores_for(ranks: dict[str, np.ndarray], benchmark_prefix: str) -> QueryScores:
+    """Per-query scores of one benchmark (equal COCO folds: the fold-mean rSum is the pooled one)."""
+    return query_scores(*(direction_ranks(ranks, benchmark_prefix, d) for d in ("i2t", "t2i")))
 
 
 def dev_curve(run_id: str) -> pd.DataFrame:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.report.collect import dev_curve
-from benchmark.report.tables import BENCHMARKS, ReportData
+from benchmark.report.collect import dev_curve, direction_ranks
+from benchmark.report.tables import ReportData, benchmarks, benchmarks_of
 
 MAX_K = 50
 
@@ -42,7 +42,7 @@ def seed_rsum(data: ReportData, datasets: list[str], folder: Path) -> list[Path]
     import seaborn as sns
 
     plt = _pyplot()
-    panels = [(d, group, prefix) for d in datasets for group, prefix, _ in BENCHMARKS.get(d, [(d, "", None)])]
+    panels = [(d, group, prefix) for d, group, prefix, _ in benchmarks_of(datasets)]
     figure, axes = plt.subplots(1, len(panels), figsize=(max(4.5, 1.2 * len(data.runs["label"].unique())) * len(panels), 4), squeeze=False)
     for ax, (dataset, group, prefix) in zip(axes[0], panels, strict=True):
         runs = data.runs[data.runs["dataset"] == dataset]
@@ -61,14 +61,14 @@ def recall_curves(data: ReportData, datasets: list[str], folder: Path) -> list[P
     paths = []
     ks = np.arange(1, MAX_K + 1)
     for dataset in datasets:
-        for group, prefix, _ in BENCHMARKS.get(dataset, [(dataset, "", None)]):
+        for group, prefix, _ in benchmarks(dataset):
             figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
             for label in data.labels(dataset):
                 n_seeds = len(data.runs_of(dataset, label))
                 for ax, stratum, name in ((axes[0], 0, "image → text"), (axes[1], 1, "text → image")):
                     curves = []
                     for run in data.runs_of(dataset, label).itertuples():
-                        ranks = _direction_ranks(data.ranks(run.run_id), prefix, stratum)
+                        ranks = direction_ranks(data.ranks(run.run_id), prefix, ("i2t", "t2i")[stratum])
                         curves.append([(ranks <= k).mean() * 100 for k in ks])
                     ax.plot(ks, np.mean(curves, axis=0), label=f"{label} (n={n_seeds})")
                     ax.set(title=f"{group}, {name}", xlabel="K", xscale="log")
@@ -78,13 +78,6 @@ def recall_curves(data: ReportData, datasets: list[str], folder: Path) -> list[P
                 ax.grid(alpha=0.3)
             paths += _save(figure, folder, f"recall_at_k_{_slug(group)}")
     return paths
-
-
-def _direction_ranks(ranks: dict[str, np.ndarray], prefix: str, stratum: int) -> np.ndarray:
-    direction = ("i2t", "t2i")[stratum]
-    if prefix == "1k_":
-        return np.concatenate([v for k, v in sorted(ranks.items()) if k.startswith("1k_fold") and k.endswith(direction)])
-    return ranks[f"{prefix}{direction}"]
 
 
 def training_curves(data: ReportData, datasets: list[str], folder: Path) -> list[Path]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from benchmark.errors import UserError
 from benchmark.foils import KINDS as FOIL_KINDS
 from benchmark.report import stats
 from benchmark.report.references import reference_rows
@@ -40,9 +41,14 @@ class Comparison:
     variant_rsum: float
 
 
+def benchmarks(dataset: str) -> list[tuple[str, str, str | None]]:
+    """(column group, metric prefix, reference key) of each benchmark of a dataset."""
+    return BENCHMARKS.get(dataset, [(dataset, "", None)])
+
+
 def benchmarks_of(datasets: list[str]) -> list[tuple[str, str, str, str | None]]:
     """(dataset, group, prefix, reference key) for each benchmark the runs cover."""
-    return [(d, *b) for d in datasets for b in BENCHMARKS.get(d, [(d, "", None)])]
+    return [(d, *b) for d in datasets for b in benchmarks(d)]
 
 
 def _mean_std(values: pd.Series) -> str:
@@ -64,7 +70,7 @@ def one_component_pairs(labels: list[str]) -> list[tuple[str, str, str]]:
     for label in labels:
         try:
             specs[label] = parse_variant(label)
-        except Exception:  # a label with a recipe suffix, or an unregistered variant: no ablation
+        except UserError:  # a label with a recipe suffix, or an unregistered variant: no ablation
             continue
     pairs = []
     for a, spec_a in specs.items():
@@ -185,7 +191,7 @@ def _bold_best(rows, data, datasets, benchmarks, labels) -> None:
                     row[2 + b_index * len(METRICS) + m_index].bold = True
 
 
-def _p(value: float) -> str:
+def format_p(value: float) -> str:
     if value is None or math.isnan(value):
         return "–"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
@@ -208,8 +214,8 @@ def ablation_table(data: ReportData, datasets: list[str]) -> tuple[Table, list[C
             Cell(f"{comparison.baseline_rsum:.1f}"), Cell(f"{comparison.variant_rsum:.1f}"),
             Cell(f"{paired.delta:+.1f}" if paired else "–", marker=marker),
             Cell(f"[{paired.ci_low:+.1f}, {paired.ci_high:+.1f}]" if paired else "–"),
-            Cell(_p(paired.permutation_p) if paired else "–"), Cell(_p(p_holm)), Cell(_p(paired.mcnemar_p) if paired else "–"),
-            Cell(_p(comparison.seed_level["welch_p"])), Cell(_p(comparison.seed_level["mannwhitney_p"])),
+            Cell(format_p(paired.permutation_p) if paired else "–"), Cell(format_p(p_holm)), Cell(format_p(paired.mcnemar_p) if paired else "–"),
+            Cell(format_p(comparison.seed_level["welch_p"])), Cell(format_p(comparison.seed_level["mannwhitney_p"])),
             Cell("–" if math.isnan(comparison.seed_level["hedges_g"]) else f"{comparison.seed_level['hedges_g']:+.2f}"),
         ])
     caption = ("Each row changes one component. Δ: variant minus baseline rSum, averaged over the shared seeds; 95% CI: "

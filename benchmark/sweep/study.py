@@ -229,7 +229,6 @@ def run_sweep(base: RunConfig, results: Path, options: SweepOptions, pruner=None
         print(f"interrupted; the study is saved: rerun the same command to continue '{study_name}'", flush=True)
         raise
     finally:
-        study = _open_study(study_name, storage, base, space)
         frame = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params", "user_attrs"))
         ours = frame[frame["user_attrs_sweep_run"] == parent_id] if "user_attrs_sweep_run" in frame else frame.iloc[:0]
         timing = _timing(ours) if len(ours) else {}

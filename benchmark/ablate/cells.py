@@ -1,19 +1,17 @@
 """Ablation cells: find a finished run with the same resolved config and seed, or a resumable one.
 
 A cell is reused when the experiment holds a FINISHED run with test metrics whose saved
-``config.toml`` equals the cell's config in everything that changes the numbers (the variant
-compared by its canonical name, so ``dsrln`` and ``gisa+dif+hier`` are the same cell).
+``config.toml`` equals the cell's config in everything that changes the numbers (configs hold the
+canonical variant name, so ``dsrln`` and ``gisa+dif+hier`` are the same cell).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import config as configuration
 from benchmark.config import RunConfig
-from variants.registry import parse_variant
 
 
 @dataclass
@@ -24,17 +22,11 @@ class Cell:
 
     @property
     def variant(self) -> str:
-        return parse_variant(self.cfg.model.variant).name
+        return self.cfg.model.variant
 
     @property
     def name(self) -> str:
         return f"{self.variant} seed {self.cfg.seed}"
-
-
-def _canonical(cfg: RunConfig) -> RunConfig:
-    out = copy.deepcopy(cfg)
-    out.model.variant = parse_variant(cfg.model.variant).name
-    return out
 
 
 def _candidates(experiment_id: str, cell: Cell, statuses: tuple[str, ...]):
@@ -53,7 +45,7 @@ def _same_config(run, cfg: RunConfig) -> bool:
         path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="config.toml")
     except Exception:  # no config artifact (a run that died before logging it)
         return False
-    return not configuration.differences(_canonical(configuration.resolve(path)), _canonical(cfg))
+    return not configuration.differences(configuration.resolve(path), cfg)
 
 
 def find_finished(experiment_id: str, cell: Cell) -> str | None:

@@ -7,9 +7,7 @@ dotted config keys).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from benchmark import config as configuration
@@ -27,20 +25,9 @@ class Grid:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # canonical name -> {dotted key: value}
 
 
-def grid_names() -> list[str]:
-    return sorted(p.stem for p in GRIDS.glob("*.toml"))
-
-
 def load_grid(name_or_path: str) -> Grid:
-    path = Path(name_or_path)
-    if not path.is_file():
-        if name_or_path not in grid_names():
-            raise UserError(f"no grid '{name_or_path}': pass a TOML file or a bundled grid ({', '.join(grid_names())})")
-        path = GRIDS / f"{name_or_path}.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"grid file {path} is not valid TOML ({exc}); fix the file") from None
+    path, data = configuration.read_toml(name_or_path, "grid file",
+                                         f"pass a TOML file or a bundled grid ({', '.join(configuration.bundled(GRIDS))})", GRIDS)
     unknown = set(data) - {"variants", "overrides"}
     if unknown or not isinstance(data.get("variants"), list) or not data["variants"]:
         raise UserError(f"grid file {path} must hold a non-empty `variants = [...]` list (and optional [overrides.\"V\"] tables)"
@@ -53,18 +40,8 @@ def load_grid(name_or_path: str) -> Grid:
         canonical = parse_variant(variant).name
         if canonical not in variants:
             raise UserError(f"grid file {path} has overrides for '{variant}', which is not in its variants")
-        overrides[canonical] = _flatten(values)
+        overrides[canonical] = configuration.flatten(values)
     return Grid(path.stem, variants, overrides)
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def cell_configs(grid: Grid, base: RunConfig, seeds: list[int]) -> list[RunConfig]:

@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.config import NOT_RECIPE
 from benchmark.errors import UserError
 from benchmark.report.stats import QueryScores, query_scores
 from variants.registry import AXES, parse_variant
-
-# Config keys that do not define the recipe: what a run is or where it goes.
-NOT_RECIPE = ("seed", "model.variant", "experiment", "device", "log_checkpoint", "data.data_root")
 
 
 @dataclass

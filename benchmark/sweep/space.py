@@ -8,7 +8,6 @@ with the file's top-level keys. Entries look like ``"train.lr" = { float = [1e-4
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +17,14 @@ from benchmark.errors import UserError
 from variants.registry import parse_variant
 
 DEFAULT_SPACE = PRESETS / "space.toml"
-# What a run is, not how it is tuned: a sweep never varies these.
-FIXED = ("seed", "device", "experiment", "log_checkpoint", "model.variant", "data.dataset", "data.data_root",
-         "model.bert_path")
 FORM = "{ float = [low, high] }, { float = [low, high], log = true }, { int = [low, high] } or { choices = [...] }"
 
 Space = dict[str, dict[str, Any]]
 
 
-def _read(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{what} {path} does not exist; pass a TOML file of config keys and distributions") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{what} {path} is not valid TOML ({exc}); fix the file") from None
-
-
 def default_space(variant: str) -> Space:
     """``[common]`` plus the tables of the variant's components, in axis order."""
-    tables = _read(DEFAULT_SPACE, "default space")
+    _, tables = configuration.read_toml(DEFAULT_SPACE, "default space", "reinstall itr-bench")
     space = dict(tables["common"])
     for component in parse_variant(variant).components():
         space |= tables.get(component.name, {})
@@ -45,7 +32,7 @@ def default_space(variant: str) -> Space:
 
 
 def load_space(path: str | Path) -> Space:
-    return _read(Path(path), "search space file")
+    return configuration.read_toml(path, "search space file", "pass a TOML file of config keys and distributions")[1]
 
 
 def check_space(space: Space, base: RunConfig) -> Space:
@@ -53,7 +40,7 @@ def check_space(space: Space, base: RunConfig) -> Space:
     if not space:
         raise UserError("the search space is empty; give at least one entry, e.g. \"train.lr\" = { float = [1e-4, 1e-3], log = true }")
     for key, entry in space.items():
-        if key in FIXED:
+        if key in configuration.NOT_TUNABLE:
             raise UserError(f"search space entry '{key}' names what a run is, not a hyperparameter; sweep one variant and dataset at a time")
         if not isinstance(entry, dict) or len(set(entry) & {"float", "int", "choices"}) != 1 or set(entry) - {"float", "int", "choices", "log"}:
             raise UserError(f"search space entry '{key}' must be {FORM}; got {entry!r}")

@@ -28,7 +28,6 @@ from benchmark.sweep.worker import (
     work,
     worker_process,
 )
-from variants.registry import parse_variant
 
 
 @dataclass
@@ -186,7 +185,7 @@ def run_sweep(base: RunConfig, results: Path, options: SweepOptions, pruner=None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_options(options)
-    variant = parse_variant(base.model.variant).name
+    variant = base.model.variant
     space = spaces.check_space(spaces.load_space(options.space_file) if options.space_file else spaces.default_space(variant), base)
     runner.prepare(base, results)  # checks the data and the variant (and caches synthetic data) before any trial
     study_name = options.study or f"{variant}-{base.data.dataset}"

@@ -18,10 +18,6 @@ from benchmark import runner, tracking
 from benchmark.errors import UserError
 from benchmark.sweep.space import Space, suggest
 from benchmark.training import EpochRecord, fit
-from variants.registry import parse_variant
-
-# The MLflow run status each trial state ends in (the tag ``sweep.state`` names the state itself).
-STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
 @dataclass(frozen=True)
@@ -51,56 +47,41 @@ def objective(trial, ctx: SweepContext, on_epoch=None) -> float:
     started = time.perf_counter()
     trial.set_user_attr("sweep_run", ctx.parent_run_id)  # which invocation ran it (workers may be on several machines)
     cfg = trial_config(ctx, suggest(trial, ctx.space))
-    state, train_seconds = "failed", 0.0
+    setup_seconds = train_seconds = 0.0
     try:
         prepared = runner.prepare(cfg, Path(ctx.results))
-    except Exception as exc:
-        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-        raise
-    setup_seconds = time.perf_counter() - started
-    active = mlflow.start_run(experiment_id=ctx.experiment_id, run_name=f"{ctx.study}-trial-{trial.number:03d}",
-                              parent_run_id=ctx.parent_run_id, nested=True)
-    run_id = active.info.run_id
-    trial.set_user_attr("mlflow_run_id", run_id)
-    try:
-        mlflow.log_params(configuration.flatten(cfg))
-        tags = tracking.run_tags(parse_variant(cfg.model.variant).name, cfg.data.dataset, cfg.seed, str(prepared.device),
-                                 configuration.config_hash(cfg), tracking.environment())
-        mlflow.set_tags(tags | {"sweep.study": ctx.study, "sweep.role": "trial", "sweep.trial": str(trial.number)})
-        log = runner.epoch_logger(run_id, cfg.train.epochs, echo=ctx.echo)
+        setup_seconds = time.perf_counter() - started
+        tags = {"sweep.study": ctx.study, "sweep.role": "trial", "sweep.trial": str(trial.number)}
+        with tracking.tracked_run(cfg, ctx.experiment_id, str(prepared.device), run_name=f"{ctx.study}-trial-{trial.number:03d}",
+                                  parent_run_id=ctx.parent_run_id, tags=tags, echo=ctx.echo, stopped=(optuna.TrialPruned,),
+                                  outcome_tag="sweep.state") as tracked:
+            trial.set_user_attr("mlflow_run_id", tracked.run_id)
 
-        def on_epoch_end(record: EpochRecord) -> None:
-            log(record)
-            trial.report(record.dev.metrics["rsum"], record.epoch)
-            if on_epoch is not None:
-                on_epoch(record)
-            if record.epoch < cfg.train.epochs and trial.should_prune():  # after the last epoch, pruning saves nothing
-                raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
+            def on_epoch_end(record: EpochRecord) -> None:
+                tracked.log_epoch(record, cfg.train.epochs)
+                trial.report(record.dev.metrics["rsum"], record.epoch)
+                if on_epoch is not None:
+                    on_epoch(record)
+                if record.epoch < cfg.train.epochs and trial.should_prune():  # after the last epoch, pruning saves nothing
+                    raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
 
-        fit_started = time.perf_counter()
-        try:
-            with tempfile.TemporaryDirectory(prefix="itr-bench-trial-") as checkpoints:
-                progress = fit(prepared.model, prepared.training_data(), cfg, prepared.device, Path(checkpoints),
-                               prepared.meta(), on_epoch_end)
-        finally:
-            train_seconds = time.perf_counter() - fit_started
-        mlflow.log_metrics({"best_dev_rsum": progress.best_rsum, "best_epoch": progress.best_epoch})
+            fit_started = time.perf_counter()
+            try:
+                with tempfile.TemporaryDirectory(prefix="itr-bench-trial-") as checkpoints:
+                    progress = fit(prepared.model, prepared.training_data(), cfg, prepared.device, Path(checkpoints),
+                                   prepared.meta(), on_epoch_end)
+            finally:
+                train_seconds = time.perf_counter() - fit_started
+            mlflow.log_metrics({"best_dev_rsum": progress.best_rsum, "best_epoch": progress.best_epoch})
         trial.set_user_attr("best_epoch", progress.best_epoch)
-        state = "complete"
         return progress.best_rsum
-    except optuna.TrialPruned:
-        state = "pruned"
-        raise
-    except KeyboardInterrupt:
-        state = "interrupted"
+    except (optuna.TrialPruned, KeyboardInterrupt):
         raise
     except Exception as exc:
         trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-        if not isinstance(exc, UserError):
+        if not isinstance(exc, UserError) and setup_seconds:  # a setup error is the sweep's to report
             traceback.print_exc()
         raise
     finally:
         trial.set_user_attr("setup_seconds", setup_seconds)
         trial.set_user_attr("train_seconds", train_seconds)
-        mlflow.set_tag("sweep.state", state)
-        mlflow.end_run(STATUS[state])

@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace) -> None:
         cfg = _config(args, {"log_checkpoint": True} if args.log_checkpoint else {})
         result = runner.run(cfg, results)
     print(f"\ntest ({result.run_dir.name}, best epoch {result.best_epoch}, dev rSum {result.best_dev_rsum:.1f})")
-    print(evaluation_report(result.metrics))
+    print(evaluation_report(result.metrics, result.test.benchmarks))
     print(f"wall time {result.seconds:.0f} s, peak RSS {result.peak_rss_mb:.0f} MB; outputs in {result.run_dir}")
 
 
@@ -178,12 +178,11 @@ def _report(args: argparse.Namespace) -> None:
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    written = build_report(runner.results_dir(args.results_dir), args.experiment, args.dataset, variants, args.baseline,
-                           args.out, formats, args.overwrite, args.include_unfinished)
-    folder = written[-1].parent
-    print(f"wrote {len(written)} files to {folder}:")
-    for path in written:
-        print(f"  {path.relative_to(folder)}")
+    report = build_report(runner.results_dir(args.results_dir), args.experiment, args.dataset, variants, args.baseline,
+                          args.out, formats, args.overwrite, args.include_unfinished)
+    print(f"wrote {len(report.files)} files to {report.folder}:")
+    for path in report.files:
+        print(f"  {path.relative_to(report.folder)}")
 
 
 def _drop_none(values: dict) -> dict:
@@ -205,7 +204,7 @@ def _eval(args: argparse.Namespace) -> None:
     split, result = runner.evaluate_checkpoint(Path(args.checkpoint), runner.results_dir(args.results_dir),
                                                args.dataset, args.data_root, args.split, args.device)
     print(f"{split}:")
-    print(evaluation_report(result.metrics))
+    print(evaluation_report(result.metrics, result.benchmarks))
 
 
 def _data(args: argparse.Namespace) -> None:

@@ -17,10 +17,10 @@ from tqdm import tqdm
 
 from benchmark.config import EvalConfig
 from benchmark.data.batches import image_batch, text_batch
-from benchmark.data.layout import CAPTIONS_PER_IMAGE
+from benchmark.data.layout import CAPTIONS_PER_IMAGE, WHOLE_SPLIT, Benchmark
 from benchmark.data.loader import Split
 from benchmark.metrics import (
-    QueryRanks,
+    DIRECTIONS,
     fold_ranks,
     mean_metrics,
     metrics_from_ranks,
@@ -36,8 +36,9 @@ class Evaluation:
     """Metrics (flat, MLflow-ready names) and the per-query arrays behind them."""
 
     metrics: dict[str, float]
-    ranks: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. 'i2t', 't2i', '1k_fold0_i2t'
+    ranks: dict[str, np.ndarray] = field(default_factory=dict)  # keys named by Benchmark.ranks_keys: 'i2t', '1k_fold0_i2t'
     probes: dict[str, np.ndarray] = field(default_factory=dict)  # per-caption outcomes per twin kind
+    benchmarks: tuple[Benchmark, ...] = (WHOLE_SPLIT,)  # how the split was scored
 
 
 def autocast(device: torch.device, amp: bool):
@@ -82,24 +83,17 @@ def similarity_matrix(model: RetrievalModel, images: ImageEmbedding, texts: Text
     return sims
 
 
-def _ranked(prefix: str, ranks: QueryRanks) -> dict[str, np.ndarray]:
-    return {f"{prefix}i2t": ranks.i2t, f"{prefix}t2i": ranks.t2i}
-
-
-def score(sims: np.ndarray, folds: int = 1, twins: np.ndarray | None = None) -> Evaluation:
-    """Protocol metrics for a similarity matrix; with ``folds`` > 1 also the fold mean (COCO 1K/5K)."""
-    full = query_ranks(sims)
-    if folds > 1:
-        per_fold = fold_ranks(sims, folds)
-        metrics = {f"5k_{k}": v for k, v in metrics_from_ranks(full).items()}
-        metrics |= {f"1k_{k}": v for k, v in mean_metrics([metrics_from_ranks(r) for r in per_fold]).items()}
-        ranks = _ranked("5k_", full)
-        for k, fold in enumerate(per_fold):
-            ranks |= _ranked(f"1k_fold{k}_", fold)
-    else:
-        metrics, ranks = metrics_from_ranks(full), _ranked("", full)
+def score(sims: np.ndarray, benchmarks: tuple[Benchmark, ...] = (WHOLE_SPLIT,), twins: np.ndarray | None = None) -> Evaluation:
+    """Protocol metrics and per-query ranks of a similarity matrix for each benchmark (COCO: 1K and 5K)."""
+    metrics, ranks = {}, {}
+    for benchmark in benchmarks:
+        parts = fold_ranks(sims, benchmark.folds) if benchmark.folds > 1 else [query_ranks(sims)]
+        values = mean_metrics([metrics_from_ranks(r) for r in parts]) if len(parts) > 1 else metrics_from_ranks(parts[0])
+        metrics |= {benchmark.key(k): v for k, v in values.items()}
+        for direction in DIRECTIONS:
+            ranks |= dict(zip(benchmark.ranks_keys(direction), (getattr(r, direction) for r in parts), strict=True))
     probes = probe_outcomes(sims, twins) if twins is not None and len(twins) else {}
-    return Evaluation(metrics=metrics | probe_accuracy(probes), ranks=ranks, probes=probes)
+    return Evaluation(metrics=metrics | probe_accuracy(probes), ranks=ranks, probes=probes, benchmarks=benchmarks)
 
 
 @torch.no_grad()
@@ -123,13 +117,13 @@ def foil_outcomes(model: RetrievalModel, images: ImageEmbedding, sims: np.ndarra
 
 
 def evaluate(model: RetrievalModel, split: Split, token_ids: list[list[int]], cfg: EvalConfig,
-             device: torch.device, folds: int = 1, amp: bool = False,
+             device: torch.device, benchmarks: tuple[Benchmark, ...] = (WHOLE_SPLIT,), amp: bool = False,
              foils: dict[str, tuple[np.ndarray, list[list[int]]]] | None = None) -> Evaluation:
     """Encode, score and rank one split; with ``foils`` (kind -> caption indices, foil token ids),
     also the caption-foil probes ``probe_foil_<kind>`` and the share of captions foiled."""
     images, texts = encode_split(model, split, token_ids, cfg, device, amp)
     sims = similarity_matrix(model, images, texts, cfg, device, amp, desc=f"scoring {split.name}")
-    result = score(sims, folds, split.twins)
+    result = score(sims, benchmarks, split.twins)
     for kind, (index, foil_tokens) in (foils or {}).items():
         outcomes = foil_outcomes(model, images, sims, index, foil_tokens, cfg, device, amp)
         result.metrics[f"foiled_{kind}"] = float(100.0 * len(index) / len(token_ids))

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 RECALL_KS = (1, 5, 10)
-METRIC_KEYS = (
-    "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum",
-    "i2t_medr", "i2t_meanr", "t2i_medr", "t2i_meanr",
-)
+DIRECTIONS = ("i2t", "t2i")
+RECALL_KEYS = tuple(f"{direction}_r{k}" for direction in DIRECTIONS for k in RECALL_KS)
+SUMMARY_KEYS = (*RECALL_KEYS, "rsum")  # what result tables show
+METRIC_KEYS = (*SUMMARY_KEYS, *(f"{direction}_{rank}" for direction in DIRECTIONS for rank in ("medr", "meanr")))
 _ROW_CHUNK = 512  # images per step of rank counting, to bound the boolean temporaries
 
 
@@ -83,13 +83,13 @@ def query_ranks(sims, captions_per_image: int = 5) -> QueryRanks:
 def metrics_from_ranks(ranks: QueryRanks) -> dict[str, float]:
     """R@1/5/10, rSum, median and mean rank from 1-based per-query ranks."""
     out: dict[str, float] = {}
-    for direction, values in (("i2t", ranks.i2t), ("t2i", ranks.t2i)):
+    for direction in DIRECTIONS:
+        values = getattr(ranks, direction)
         for k in RECALL_KS:
             out[f"{direction}_r{k}"] = float(100.0 * np.mean(values <= k))
-    out["rsum"] = sum(out[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in RECALL_KS)
-    for direction, values in (("i2t", ranks.i2t), ("t2i", ranks.t2i)):
         out[f"{direction}_medr"] = float(np.floor(np.median(values)))
         out[f"{direction}_meanr"] = float(np.mean(values))
+    out["rsum"] = sum(out[key] for key in RECALL_KEYS)
     return {key: out[key] for key in METRIC_KEYS}
 
 

@@ -22,7 +22,7 @@ from benchmark import tracking
 from benchmark.checkpoint import load_checkpoint
 from benchmark.config import RunConfig
 from benchmark.data.datasets import open_dataset
-from benchmark.data.layout import DatasetSpec
+from benchmark.data.layout import WHOLE_SPLIT, Benchmark, DatasetSpec
 from benchmark.data.loader import Split, dataset_spec
 from benchmark.data.vocab import Vocabulary
 from benchmark.errors import UserError
@@ -46,11 +46,15 @@ def results_dir(path: str | os.PathLike | None = None) -> Path:
 class RunResult:
     run_dir: Path
     run_id: str
-    metrics: dict[str, float]  # test metrics
+    test: Evaluation
     best_epoch: int
     best_dev_rsum: float
     seconds: float
     peak_rss_mb: float
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.test.metrics
 
 
 def feature_dims(split: Split, vocab_size: int) -> FeatureDims:
@@ -65,10 +69,15 @@ def available_inputs(split: Split) -> frozenset[str]:
     return frozenset(name for name in ("boxes", "grid") if getattr(split, name) is not None)
 
 
-def test_folds(spec: DatasetSpec, split: Split) -> int:
-    if spec.test_folds > 1 and split.n_images % spec.test_folds:
-        raise UserError(f"{spec.name} {split.name} has {split.n_images} images, which do not split into {spec.test_folds} folds of 1K")
-    return spec.test_folds
+def split_benchmarks(spec: DatasetSpec, split: Split) -> tuple[Benchmark, ...]:
+    """How a split is scored: the test split by the dataset's benchmarks (checked), any other as one set."""
+    if split.name != spec.test_split:
+        return (WHOLE_SPLIT,)
+    for benchmark in spec.benchmarks:
+        if split.n_images % benchmark.folds:
+            raise UserError(f"{spec.name} {split.name} has {split.n_images} images, which do not split into {benchmark.folds} folds "
+                            f"for {benchmark.title}")
+    return spec.benchmarks
 
 
 def _new_run_dir(base: Path, cfg: RunConfig) -> Path:
@@ -154,7 +163,7 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
     prepared = prepare(cfg, results, checkpoint["vocab"] if checkpoint else None)
     model, device, vocab = prepared.model, prepared.device, prepared.vocab
     test = prepared.splits[prepared.dataset.test_split]
-    folds = test_folds(prepared.dataset, test)
+    benchmarks = split_benchmarks(prepared.dataset, test)
 
     import mlflow  # after the data and model checks: user mistakes surface without this 2 s import
 
@@ -179,7 +188,7 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
 
         progress = fit(model, prepared.training_data(), cfg, device, run_dir / "checkpoints", prepared.meta(), on_epoch_end, checkpoint)
         model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
-        result = evaluate(model, test, prepared.tokens[test.name], cfg.eval, device, folds, amp=cfg.train.amp,
+        result = evaluate(model, test, prepared.tokens[test.name], cfg.eval, device, benchmarks, amp=cfg.train.amp,
                           foils=None if test.twins is not None else foil_tokens(test.captions, model.tokenizer(vocab)))
         seconds = time.perf_counter() - started
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -191,7 +200,7 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
             mlflow.log_artifact(str(run_dir / name))
         if cfg.log_checkpoint:
             mlflow.log_artifact(str(run_dir / "checkpoints" / "best.pt"), artifact_path="checkpoints")
-    return RunResult(run_dir, tracked.run_id, result.metrics, progress.best_epoch, progress.best_rsum, seconds, peak_rss_mb)
+    return RunResult(run_dir, tracked.run_id, result, progress.best_epoch, progress.best_rsum, seconds, peak_rss_mb)
 
 
 def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, data_root: str | None = None,
@@ -217,8 +226,8 @@ def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, d
     seed_everything(cfg.seed)
     model: RetrievalModel = build_model(cfg.model, dims, available_inputs(target)).to(torch_device)
     model.load_state_dict(checkpoint["model"])
-    folds = test_folds(spec_dataset, target) if split_name == spec_dataset.test_split else 1
     tokenize = model.tokenizer(vocab)
     foils = None if target.twins is not None else foil_tokens(target.captions, tokenize)
-    return split_name, evaluate(model, target, [tokenize(c) for c in target.captions], cfg.eval, torch_device, folds,
+    return split_name, evaluate(model, target, [tokenize(c) for c in target.captions], cfg.eval, torch_device,
+                                split_benchmarks(spec_dataset, target),
                                 cfg.train.amp, foils)

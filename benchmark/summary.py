@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from benchmark.data.layout import TWIN_KINDS
+from benchmark.data.layout import TWIN_KINDS, Benchmark
 from benchmark.foils import KINDS as FOIL_KINDS
+from benchmark.metrics import DIRECTIONS, RECALL_KS
 
 
 def metrics_table(metrics: dict[str, float], prefix: str = "") -> str:
     """R@K and ranks per direction, rSum, and the probes when present."""
-    lines = [f"{'':6}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'medr':>8}{'meanr':>9}"]
-    for direction in ("i2t", "t2i"):
+    lines = [f"{'':6}" + "".join(f"{f'R@{k}':>8}" for k in RECALL_KS) + f"{'medr':>8}{'meanr':>9}"]
+    for direction in DIRECTIONS:
         key = f"{prefix}{direction}"
-        values = [metrics[f"{key}_r{k}"] for k in (1, 5, 10)]
+        values = [metrics[f"{key}_r{k}"] for k in RECALL_KS]
         lines.append(f"{direction:6}" + "".join(f"{v:8.1f}" for v in values)
                      + f"{metrics[f'{key}_medr']:8.0f}{metrics[f'{key}_meanr']:9.1f}")
     lines.append(f"rSum {metrics[f'{prefix}rsum']:.1f}")
@@ -29,11 +30,14 @@ def foil_line(metrics: dict[str, float]) -> str | None:
         f"{k} {metrics.get(f'probe_foil_{k}', float('nan')):.1f} ({metrics[f'foiled_{k}']:.0f}% of captions foiled)" for k in kinds))
 
 
-def evaluation_report(metrics: dict[str, float]) -> str:
-    """One table, or for COCO the 1K (5-fold mean) and 5K tables; then the caption-foil probes."""
-    if "5k_rsum" not in metrics:
-        lines = [metrics_table(metrics)]
+def evaluation_report(metrics: dict[str, float], benchmarks: tuple[Benchmark, ...]) -> str:
+    """One table per benchmark (titled when there are several: COCO 1K and 5K); then the caption-foil probes."""
+    if len(benchmarks) == 1:
+        lines = [metrics_table(metrics, benchmarks[0].prefix)]
     else:
-        lines = ["COCO 1K (mean of 5 folds)", metrics_table(metrics, "1k_"), "COCO 5K", metrics_table(metrics, "5k_")]
+        lines = []
+        for benchmark in benchmarks:
+            folds = f" (mean of {benchmark.folds} folds)" if benchmark.folds > 1 else ""
+            lines += [benchmark.title + folds, metrics_table(metrics, benchmark.prefix)]
     foils = foil_line(metrics)
     return "\n".join(lines + ([foils] if foils else []))

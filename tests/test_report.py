@@ -16,7 +16,7 @@ from benchmark import tracking
 from benchmark.cli import main
 from benchmark.metrics import QueryRanks, metrics_from_ranks
 from benchmark.report import build_report
-from benchmark.report.table import tex_escape
+from benchmark.report.render import tex_escape
 
 N_IMAGES = 200
 
@@ -57,7 +57,7 @@ def experiment(results, tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(results, experiment, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    files = build_report(results, experiment, out=str(out))
+    files = build_report(results, experiment, out=str(out)).files
     return out, files, json.loads((out / "report.json").read_text())
 
 

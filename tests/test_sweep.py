@@ -13,7 +13,7 @@ from benchmark.cli import main
 from benchmark.errors import UserError
 from benchmark.sweep import SweepOptions, run_sweep
 from benchmark.sweep.space import check_space, default_space
-from benchmark.sweep.storage import open_storage
+from benchmark.study_storage import open_storage
 
 SMALL_SPACE = '"train.lr" = { float = [1e-4, 1e-2], log = true }\n"train.margin" = { float = [0.1, 0.4] }\n'
 

@@ -21,7 +21,7 @@ from conftest import tiny_config
 from test_sweep import SMALL_SPACE
 
 from benchmark.sweep import SweepOptions, run_sweep
-from benchmark.sweep.storage import open_storage
+from benchmark.study_storage import open_storage
 
 
 def _postgres_binary(name: str) -> str | None:

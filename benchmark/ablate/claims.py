@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmark.data.layout import benchmarks
 from benchmark.report import stats
-from benchmark.report.table import Cell, Table
-from benchmark.report.tables import ReportData, benchmarks, format_p
-from variants.registry import parse_variant
+from benchmark.report.data import ReportData
+from benchmark.report.render import Cell, Table, format_p
+from variants import parse_variant
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,7 @@ class Row:
 def row_verdict(result: stats.PairedComparison | None, p_holm: float, alpha: float = stats.ALPHA) -> str:
     if result is None:
         return "not run"
-    if p_holm < alpha and result.consistent:
-        return "supported" if result.delta > 0 else "contradicted"
-    return "inconclusive"
+    return {1: "supported", -1: "contradicted", 0: "inconclusive"}[stats.significant_sign(result, p_holm, alpha)]
 
 
 def claim_verdict(verdicts: list[str]) -> str:
@@ -83,14 +82,14 @@ def _probe_scores(data: ReportData, dataset: str, variant: str, probe: str) -> d
 
 def check_claims(data: ReportData, dataset: str) -> list[Row]:
     """Every row of the claims table, Holm-corrected together."""
-    prefix = benchmarks(dataset)[0][1]
+    headline = benchmarks(dataset)[0]
     present = set(data.labels(dataset))
     rows = []
     for claim in CLAIMS:
         probe = claim.probe if dataset == "synthetic" else REAL_PROBES.get(claim.probe)
         for baseline, variant in ((parse_variant(b).display, parse_variant(v).display) for b, v in claim.comparisons):
             missing = not {baseline, variant} <= present
-            rsum = None if missing else stats.compare_paired(data.scores(dataset, variant, prefix), data.scores(dataset, baseline, prefix))
+            rsum = None if missing else stats.compare_paired(data.scores(dataset, variant, headline), data.scores(dataset, baseline, headline))
             rows.append(Row(claim.text, baseline, variant, "rSum", rsum))
             if probe:
                 result = None
@@ -100,6 +99,18 @@ def check_claims(data: ReportData, dataset: str) -> list[Row]:
                 rows.append(Row(claim.text, baseline, variant, f"probe {probe}", result))
     adjusted = stats.holm([r.result.permutation_p if r.result else math.nan for r in rows])
     return [Row(r.claim, r.baseline, r.variant, r.evidence, r.result, p) for r, p in zip(rows, adjusted, strict=True)]
+
+
+def claims_records(rows: list[Row]) -> dict:
+    """Every row and the verdict per claim, machine-readable (``claims.json``)."""
+    return {
+        "rows": [{"claim": r.claim, "baseline": r.baseline, "variant": r.variant, "evidence": r.evidence,
+                  "verdict": r.verdict(), "p_holm": r.p_holm,
+                  "delta": r.result.delta if r.result else None,
+                  "ci": [r.result.ci_low, r.result.ci_high] if r.result else None,
+                  "seeds": list(r.result.seeds) if r.result else []} for r in rows],
+        "claims": {claim: claim_verdict([r.verdict() for r in rows if r.claim == claim]) for claim in dict.fromkeys(r.claim for r in rows)},
+    }
 
 
 def claims_table(rows: list[Row], dataset: str) -> Table:

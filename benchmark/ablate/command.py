@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import runner, tracking
-from benchmark.ablate.cells import Cell, find_finished, find_resumable
-from benchmark.ablate.claims import Row, check_claims, claim_verdict, claims_table
+from benchmark.ablate.cells import Cell, find_finished, find_resumable, test_rsum_key
+from benchmark.ablate.claims import Row, check_claims, claims_records, claims_table
 from benchmark.ablate.execute import run_cells
 from benchmark.ablate.grid import cell_configs, load_grid
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
 from benchmark.report import build_report
-from benchmark.report.collect import load_ranks, load_runs
-from benchmark.report.table import latex_document, to_latex, to_markdown
-from benchmark.report.tables import ReportData
+from benchmark.report.render import to_markdown
 from benchmark.reproducibility import resolve_device
 
 
@@ -28,7 +25,6 @@ class AblationResult:
     report_dir: Path
     seconds: float
     jobs: int
-    problems: list[str] = field(default_factory=list)
 
 
 def _check(n_seeds: int, jobs: int) -> None:
@@ -75,7 +71,7 @@ def run_ablation(base: RunConfig, results: Path, grid_name: str = "dsrln", n_see
         finished[0] += 1
         if run_id:
             cell.run_id = run_id
-            rsum = MlflowClient().get_run(run_id).data.metrics.get("test_rsum", float("nan"))
+            rsum = MlflowClient().get_run(run_id).data.metrics.get(test_rsum_key(cell.cfg.data.dataset), float("nan"))
             print(f"[{finished[0]}/{len(cells)}] {cell.name}: test rSum {rsum:.1f} in {seconds:.0f} s (MLflow run {run_id})", flush=True)
         else:
             problems.append(f"{cell.name}: {problem}")
@@ -91,25 +87,15 @@ def run_ablation(base: RunConfig, results: Path, grid_name: str = "dsrln", n_see
         raise UserError("no cell finished; see the errors above")
 
     report_dir = reports / f"ablate-{grid.name}-{base.data.dataset}-{stamp}"
-    build_report(results, base.experiment, dataset=base.data.dataset, variants=grid.variants, out=str(report_dir), run_ids=run_ids)
-    data = ReportData(load_runs(base.experiment, base.data.dataset, grid.variants, run_ids=run_ids).runs, load_ranks)
-    rows = check_claims(data, base.data.dataset)
+    report = build_report(results, base.experiment, dataset=base.data.dataset, variants=grid.variants, out=str(report_dir),
+                          run_ids=run_ids)
+    rows = check_claims(report.data, base.data.dataset)
     table = claims_table(rows, base.data.dataset)
-    (report_dir / "claims.md").write_text(to_markdown(table) + "\n")
-    (report_dir / "claims.tex").write_text(to_latex(table))
-    (report_dir / "claims_document.tex").write_text(latex_document([table]))
-    (report_dir / "claims.json").write_text(json.dumps({
-        "rows": [{"claim": r.claim, "baseline": r.baseline, "variant": r.variant, "evidence": r.evidence,
-                  "verdict": r.verdict(), "p_holm": r.p_holm,
-                  "delta": r.result.delta if r.result else None,
-                  "ci": [r.result.ci_low, r.result.ci_high] if r.result else None,
-                  "seeds": list(r.result.seeds) if r.result else []} for r in rows],
-        "claims": {claim: claim_verdict([r.verdict() for r in rows if r.claim == claim]) for claim in dict.fromkeys(r.claim for r in rows)},
-    }, indent=2))
+    report.add_table(table, claims_records(rows))
     seconds = time.perf_counter() - started
     print("\n" + to_markdown(table))
     print(f"\nreport and claims in {report_dir}; {len(cells)} cells ({sum(c.reused for c in cells)} reused), "
           f"{jobs} at a time, wall time {seconds:.0f} s")
     if problems:
         raise UserError(f"{len(problems)} cell(s) did not finish ({'; '.join(problems)}); rerun with --resume to continue them")
-    return AblationResult(cells, rows, report_dir, seconds, jobs, problems)
+    return AblationResult(cells, rows, report_dir, seconds, jobs)

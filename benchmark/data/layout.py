@@ -30,24 +30,58 @@ TWIN_KINDS = ("layout", "scene", "attribute")
 
 
 @dataclass(frozen=True)
+class Benchmark:
+    """One way a test split is scored. The only owner of its names: the table title, the prefix of its
+    metric names (``test_1k_rsum``) and the keys of its per-query ranks (``1k_fold3_i2t``)."""
+
+    title: str  # column group in report tables
+    prefix: str = ""  # of its metric names and ranks keys: "" (one test set), "1k_", "5k_"
+    published: str | None = None  # its key in the published results (report/published.csv)
+    folds: int = 1  # > 1: the mean over this many equal folds of the split (COCO 1K)
+
+    def key(self, metric: str) -> str:
+        """Its name for a metric: ``rsum`` -> ``1k_rsum``."""
+        return self.prefix + metric
+
+    def ranks_keys(self, direction: str) -> list[str]:
+        """The keys that hold one direction's per-query ranks, fold by fold."""
+        if self.folds == 1:
+            return [f"{self.prefix}{direction}"]
+        return [f"{self.prefix}fold{k}_{direction}" for k in range(self.folds)]
+
+
+WHOLE_SPLIT = Benchmark("whole split")  # a split scored as one set (dev, or any split given to `eval`)
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A dataset's folder, its splits, which split is the test, and how the test is scored."""
 
     name: str
     splits: tuple[str, ...]
     test_split: str
-    test_folds: int = 1  # COCO: 1K is the mean over 5 folds of the 5K test
+    benchmarks: tuple[Benchmark, ...]  # the first is the headline (model selection is on dev rSum regardless)
 
     @property
     def folder(self) -> str:
         return f"{self.name}_precomp"
 
+    @property
+    def headline(self) -> Benchmark:
+        return self.benchmarks[0]
+
 
 DATASETS = {
-    "synthetic": DatasetSpec("synthetic", ("train", "dev", "test"), "test"),
-    "f30k": DatasetSpec("f30k", ("train", "dev", "test"), "test"),
-    "coco": DatasetSpec("coco", ("train", "dev", "testall"), "testall", test_folds=5),
+    "synthetic": DatasetSpec("synthetic", ("train", "dev", "test"), "test", (Benchmark("Synthetic 1K"),)),
+    "f30k": DatasetSpec("f30k", ("train", "dev", "test"), "test", (Benchmark("Flickr30K 1K", published="f30k_1k"),)),
+    "coco": DatasetSpec("coco", ("train", "dev", "testall"), "testall", (
+        Benchmark("COCO 1K", "1k_", "coco_1k", folds=5), Benchmark("COCO 5K", "5k_", "coco_5k"))),
 }
+
+
+def benchmarks(dataset: str) -> tuple[Benchmark, ...]:
+    """A dataset's benchmarks; a dataset the suite does not know is one benchmark under its own name."""
+    return DATASETS[dataset].benchmarks if dataset in DATASETS else (Benchmark(dataset),)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Paper-style reports: tables, significance tests and figures from the runs tracked in MLflow."""
 
-from benchmark.report.build import build_report
+from benchmark.report.build import Report, build_report
+from benchmark.report.data import ReportData
 
-__all__ = ["build_report"]
+__all__ = ["Report", "ReportData", "build_report"]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmark import tracking
 from benchmark.errors import UserError
@@ -22,16 +23,34 @@ from benchmark.report.collect import (
     load_runs,
     sweep_studies,
 )
-from benchmark.report.table import Table, latex_document, to_latex, to_markdown
-from benchmark.report.tables import (
-    ReportData,
-    ablation_table,
-    diagnostics_table,
-    main_table,
-)
-from variants.registry import parse_variant
+from benchmark.report.data import ReportData
+from benchmark.report.render import Table, latex_document, to_latex, to_markdown
+from benchmark.report.tables import ablation_table, diagnostics_table, main_table
+from variants import parse_variant
 
 FORMATS = ("md", "tex")
+
+
+@dataclass
+class Report:
+    """What ``build_report`` made: the read model of its runs, its tables, its folder and the files written."""
+
+    data: ReportData
+    tables: list[Table]
+    folder: Path
+    files: list[Path]
+
+    def add_table(self, table: Table, records: dict[str, Any]) -> list[Path]:
+        """Write one more table into the report's folder on its own: ``<name>.md``, ``<name>.tex``, a standalone
+        ``<name>_document.tex``, and ``records`` (its numbers, machine-readable) as ``<name>.json``."""
+        contents = {".md": to_markdown(table) + "\n", ".tex": to_latex(table), "_document.tex": latex_document([table]),
+                    ".json": json.dumps(records, indent=2)}
+        paths = []
+        for suffix, text in contents.items():
+            paths.append(self.folder / f"{table.name}{suffix}")
+            paths[-1].write_text(text)
+        self.files += paths
+        return paths
 
 
 def _out_dir(out: str | None, experiment: str, overwrite: bool) -> Path:
@@ -57,8 +76,8 @@ def _comparison_records(comparisons) -> list[dict]:
 def build_report(results: Path, experiment: str = "itr-bench", dataset: str | None = None,
                  variants: list[str] | None = None, baseline: str | None = None, out: str | None = None,
                  formats: tuple[str, ...] = FORMATS, overwrite: bool = False, include_unfinished: bool = False,
-                 run_ids: list[str] | None = None) -> list[Path]:
-    """Build the report (of ``run_ids`` only, when given); returns the files written."""
+                 run_ids: list[str] | None = None) -> Report:
+    """Build the report (of ``run_ids`` only, when given) and write its files."""
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:
         raise UserError(f"unknown --format {', '.join(sorted(unknown)) or '(empty)'}; choose from: md, tex (e.g. md,tex)")
@@ -115,7 +134,7 @@ def build_report(results: Path, experiment: str = "itr-bench", dataset: str | No
         "comparisons": {"main": _comparison_records(main_comparisons), "ablation": _comparison_records(ablation_comparisons)},
     }, indent=2, default=str))
     written += [folder / "runs.csv", folder / "report.json"]
-    return written
+    return Report(data, tables, folder, written)
 
 
 def _markdown(experiment: str, runset: RunSet, tables: list[Table], files: list[Path], folder: Path) -> str:

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config import NOT_RECIPE
+from benchmark.data.layout import DATASETS
 from benchmark.errors import UserError
-from benchmark.report.stats import QueryScores, query_scores
-from variants.registry import AXES, parse_variant
+from variants import AXES, parse_variant
 
 
 @dataclass
@@ -62,7 +62,8 @@ def load_runs(experiment: str, dataset: str | None = None, variants: list[str] |
         drop(frame["tags.sweep.role"].notna(), "sweep runs (they never evaluate on test)")
     statuses = ("FINISHED", "FAILED", "KILLED") if include_unfinished else ("FINISHED",)
     drop(~frame["status"].isin(statuses), "unfinished runs (failed, killed or running)")
-    has_test = frame.filter(regex=r"^metrics\.test_(1k_)?rsum$").notna().any(axis=1)  # all False without such columns
+    headlines = sorted({f"metrics.test_{spec.headline.key('rsum')}" for spec in DATASETS.values()} & set(frame.columns))
+    has_test = frame[headlines].notna().any(axis=1)  # all False without such columns
     drop(~has_test, "runs without test metrics")
     if dataset:
         drop(frame["tags.dataset"] != dataset, f"runs on other datasets than {dataset}")
@@ -117,19 +118,6 @@ def load_ranks(run_id: str) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def direction_ranks(ranks: dict[str, np.ndarray], benchmark_prefix: str, direction: str) -> np.ndarray:
-    """One direction's ranks of a benchmark: '' (one test set), '1k_' (COCO's 5 folds, concatenated) or '5k_'."""
-    if benchmark_prefix == "1k_":
-        folds = sorted({k.split("_")[1] for k in ranks if k.startswith("1k_fold")})
-        return np.concatenate([ranks[f"1k_{f}_{direction}"] for f in folds])
-    return ranks[f"{benchmark_prefix}{direction}"]
-
-
-def scores_for(ranks: dict[str, np.ndarray], benchmark_prefix: str) -> QueryScores:
-    """Per-query scores of one benchmark (equal COCO folds: the fold-mean rSum is the pooled one)."""
-    return query_scores(*(direction_ranks(ranks, benchmark_prefix, d) for d in ("i2t", "t2i")))
-
-
 def dev_curve(run_id: str) -> pd.DataFrame:
     """Dev rSum by epoch."""
     from mlflow.tracking import MlflowClient
@@ -143,7 +131,7 @@ def sweep_studies(experiment: str) -> list:
     import mlflow
     import optuna
 
-    from benchmark.sweep.storage import is_url, open_storage
+    from benchmark.study_storage import is_url, open_storage
 
     parents = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.`sweep.role` = 'parent'")
     studies = []

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.report.collect import dev_curve, direction_ranks
-from benchmark.report.tables import ReportData, benchmarks, benchmarks_of
+from benchmark.data.layout import benchmarks
+from benchmark.metrics import DIRECTIONS
+from benchmark.report.collect import dev_curve
+from benchmark.report.data import ReportData, benchmarks_of, direction_ranks
 
 MAX_K = 50
 
@@ -42,15 +44,16 @@ def seed_rsum(data: ReportData, datasets: list[str], folder: Path) -> list[Path]
     import seaborn as sns
 
     plt = _pyplot()
-    panels = [(d, group, prefix) for d, group, prefix, _ in benchmarks_of(datasets)]
+    panels = benchmarks_of(datasets)
     figure, axes = plt.subplots(1, len(panels), figsize=(max(4.5, 1.2 * len(data.runs["label"].unique())) * len(panels), 4), squeeze=False)
-    for ax, (dataset, group, prefix) in zip(axes[0], panels, strict=True):
+    for ax, (dataset, benchmark) in zip(axes[0], panels, strict=True):
         runs = data.runs[data.runs["dataset"] == dataset]
         order = data.labels(dataset)
-        sns.stripplot(data=runs, x="label", y=f"test_{prefix}rsum", order=order, ax=ax, size=7, jitter=False, color="C0", alpha=0.7)
-        sns.pointplot(data=runs, x="label", y=f"test_{prefix}rsum", order=order, ax=ax, linestyles="none", markers="_",
+        column = f"test_{benchmark.key('rsum')}"
+        sns.stripplot(data=runs, x="label", y=column, order=order, ax=ax, size=7, jitter=False, color="C0", alpha=0.7)
+        sns.pointplot(data=runs, x="label", y=column, order=order, ax=ax, linestyles="none", markers="_",
                       markersize=25, errorbar=None, color="black")
-        ax.set(title=f"{group}: test rSum per seed", xlabel="variant", ylabel="rSum (sum of six R@K, %)")
+        ax.set(title=f"{benchmark.title}: test rSum per seed", xlabel="variant", ylabel="rSum (sum of six R@K, %)")
         ax.tick_params(axis="x", rotation=30)
     return _save(figure, folder, "seed_rsum")
 
@@ -61,22 +64,22 @@ def recall_curves(data: ReportData, datasets: list[str], folder: Path) -> list[P
     paths = []
     ks = np.arange(1, MAX_K + 1)
     for dataset in datasets:
-        for group, prefix, _ in benchmarks(dataset):
+        for benchmark in benchmarks(dataset):
             figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
             for label in data.labels(dataset):
                 n_seeds = len(data.runs_of(dataset, label))
                 for ax, stratum, name in ((axes[0], 0, "image → text"), (axes[1], 1, "text → image")):
                     curves = []
                     for run in data.runs_of(dataset, label).itertuples():
-                        ranks = direction_ranks(data.ranks(run.run_id), prefix, ("i2t", "t2i")[stratum])
+                        ranks = direction_ranks(data.ranks(run.run_id), benchmark, DIRECTIONS[stratum])
                         curves.append([(ranks <= k).mean() * 100 for k in ks])
                     ax.plot(ks, np.mean(curves, axis=0), label=f"{label} (n={n_seeds})")
-                    ax.set(title=f"{group}, {name}", xlabel="K", xscale="log")
+                    ax.set(title=f"{benchmark.title}, {name}", xlabel="K", xscale="log")
             axes[0].set_ylabel("R@K (% of queries)")
             axes[1].legend(loc="lower right", fontsize="small")
             for ax in axes:
                 ax.grid(alpha=0.3)
-            paths += _save(figure, folder, f"recall_at_k_{_slug(group)}")
+            paths += _save(figure, folder, f"recall_at_k_{_slug(benchmark.title)}")
     return paths
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.report.table import Cell
+from benchmark.metrics import SUMMARY_KEYS
+from benchmark.report.render import Cell
 
 PUBLISHED = Path(__file__).with_name("published.csv")
-METRIC_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
 
 
 def published() -> pd.DataFrame:
@@ -31,6 +31,6 @@ def reference_rows(benchmark_keys: list[str], n_metrics: int) -> tuple[list[list
         row = [Cell(f"{method} ({encoder}) [{len(notes)}]"), Cell("reported")]
         for key in benchmark_keys:
             match = entries[entries["benchmark"] == key]
-            row += [Cell(f"{match.iloc[0][m]:.1f}") if len(match) else Cell("–") for m in METRIC_KEYS[:n_metrics]]
+            row += [Cell(f"{match.iloc[0][m]:.1f}") if len(match) else Cell("–") for m in SUMMARY_KEYS[:n_metrics]]
         rows.append(row)
     return rows, notes

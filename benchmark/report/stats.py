@@ -24,10 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from benchmark.metrics import RECALL_KS
+
 ALPHA = 0.05
 PERMUTATIONS = 10_000
 BOOTSTRAPS = 2_000
-RECALL_KS = (1, 5, 10)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,14 @@ class PairedComparison:
         """The difference has the same sign in every shared seed."""
         signs = {np.sign(d) for d in self.per_seed_delta}
         return len(signs) == 1 and 0 not in signs
+
+
+def significant_sign(result: PairedComparison | None, p_holm: float, alpha: float = ALPHA) -> int:
+    """The one verdict rule of every table: +1 or -1 when the difference is significant after correction
+    (``p_holm < alpha``) and has that sign in every shared seed, else 0."""
+    if result is None or not (p_holm < alpha and result.consistent):
+        return 0
+    return 1 if result.delta > 0 else -1
 
 
 def compare_paired(variant: dict[int, QueryScores], baseline: dict[int, QueryScores], seed: int = 0) -> PairedComparison | None:

@@ -3,52 +3,21 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from benchmark.data.layout import TWIN_KINDS
 from benchmark.errors import UserError
 from benchmark.foils import KINDS as FOIL_KINDS
+from benchmark.metrics import SUMMARY_KEYS
 from benchmark.report import stats
+from benchmark.report.data import Comparison, ReportData, benchmarks_of
 from benchmark.report.references import reference_rows
-from benchmark.report.table import Cell, Table
-from variants.registry import AXES, parse_variant
+from benchmark.report.render import Cell, Table, format_p
+from variants import AXES, parse_variant
 
-# Per dataset: (column group, metric prefix in MLflow / ranks.npz, key in the published results)
-BENCHMARKS = {
-    "f30k": [("Flickr30K 1K", "", "f30k_1k")],
-    "coco": [("COCO 1K", "1k_", "coco_1k"), ("COCO 5K", "5k_", "coco_5k")],
-    "synthetic": [("Synthetic 1K", "", None)],
-}
-METRICS = [("i2t R@1", "i2t_r1"), ("i2t R@5", "i2t_r5"), ("i2t R@10", "i2t_r10"),
-           ("t2i R@1", "t2i_r1"), ("t2i R@5", "t2i_r5"), ("t2i R@10", "t2i_r10"), ("rSum", "rsum")]
-PROBES = ("layout", "scene", "attribute")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``variant`` against ``baseline`` on one benchmark, with every test."""
-
-    dataset: str
-    benchmark: str
-    baseline: str
-    variant: str
-    axis: str
-    paired: stats.PairedComparison | None
-    seed_level: dict[str, float]
-    baseline_rsum: float
-    variant_rsum: float
-
-
-def benchmarks(dataset: str) -> list[tuple[str, str, str | None]]:
-    """(column group, metric prefix, reference key) of each benchmark of a dataset."""
-    return BENCHMARKS.get(dataset, [(dataset, "", None)])
-
-
-def benchmarks_of(datasets: list[str]) -> list[tuple[str, str, str, str | None]]:
-    """(dataset, group, prefix, reference key) for each benchmark the runs cover."""
-    return [(d, *b) for d in datasets for b in benchmarks(d)]
+METRICS = [("rSum" if key == "rsum" else key.replace("_r", " R@"), key) for key in SUMMARY_KEYS]  # (column, metric key)
 
 
 def _mean_std(values: pd.Series) -> str:
@@ -90,50 +59,12 @@ def _baseline_rank(axis: str, name: str) -> tuple:
     return (name != registry.default, len(registry.get(name).requires), name)
 
 
-class ReportData:
-    """The runs plus lazily loaded per-query scores, shared by the tables and the figures."""
-
-    def __init__(self, runs: pd.DataFrame, ranks_loader):
-        self.runs = runs
-        self._load = ranks_loader
-        self._ranks: dict[str, dict[str, np.ndarray]] = {}
-
-    def ranks(self, run_id: str) -> dict[str, np.ndarray]:
-        if run_id not in self._ranks:
-            self._ranks[run_id] = self._load(run_id)
-        return self._ranks[run_id]
-
-    def labels(self, dataset: str) -> list[str]:
-        return list(dict.fromkeys(self.runs.loc[self.runs["dataset"] == dataset, "label"]))
-
-    def runs_of(self, dataset: str, label: str) -> pd.DataFrame:
-        return self.runs[(self.runs["dataset"] == dataset) & (self.runs["label"] == label)]
-
-    def scores(self, dataset: str, label: str, prefix: str) -> dict[int, stats.QueryScores]:
-        from benchmark.report.collect import scores_for
-
-        return {int(r.seed): scores_for(self.ranks(r.run_id), prefix) for r in self.runs_of(dataset, label).itertuples()}
-
-    def compare(self, dataset: str, benchmark: str, prefix: str, baseline: str, variant: str, axis: str) -> Comparison:
-        column = f"test_{prefix}rsum"
-        base_values = self.runs_of(dataset, baseline)[column].to_numpy(float)
-        variant_values = self.runs_of(dataset, variant)[column].to_numpy(float)
-        paired = stats.compare_paired(self.scores(dataset, variant, prefix), self.scores(dataset, baseline, prefix))
-        return Comparison(dataset, benchmark, baseline, variant, axis, paired, stats.seed_tests(variant_values, base_values),
-                          float(base_values.mean()), float(variant_values.mean()))
-
-
 def significant(comparisons: list[Comparison], alpha: float = stats.ALPHA) -> list[tuple[float, str]]:
     """(Holm-adjusted permutation p, marker) per comparison: a marker needs p_holm < alpha and the
     same sign in every shared seed."""
     adjusted = stats.holm([c.paired.permutation_p if c.paired else math.nan for c in comparisons])
-    out = []
-    for comparison, p in zip(comparisons, adjusted, strict=True):
-        marker = ""
-        if comparison.paired and p < alpha and comparison.paired.consistent:
-            marker = "up" if comparison.paired.delta > 0 else "down"
-        out.append((p, marker))
-    return out
+    markers = {1: "up", -1: "down", 0: ""}
+    return [(p, markers[stats.significant_sign(c.paired, p, alpha)]) for c, p in zip(comparisons, adjusted, strict=True)]
 
 
 SIGNIFICANCE_NOTE = ("▲/▼: significantly higher/lower than {baseline} by a paired per-query randomisation test on rSum "
@@ -142,28 +73,29 @@ SIGNIFICANCE_NOTE = ("▲/▼: significantly higher/lower than {baseline} by a p
 
 
 def main_table(data: ReportData, datasets: list[str], baseline: str | None) -> tuple[Table, list[Comparison]]:
-    benchmarks = benchmarks_of(datasets)
-    columns = [("", "Method"), ("", "n")] + [(group, name) for _, group, _, _ in benchmarks for name, _ in METRICS]
+    covered = benchmarks_of(datasets)
+    columns = [("", "Method"), ("", "n")] + [(b.title, name) for _, b in covered for name, _ in METRICS]
     labels = list(dict.fromkeys(label for d in datasets for label in data.labels(d)))
     rows = []
     for label in labels:
         row = [Cell(label), Cell("/".join(str(len(data.runs_of(d, label))) for d in datasets))]
-        for dataset, _, prefix, _ in benchmarks:
+        for dataset, benchmark in covered:
             runs = data.runs_of(dataset, label)
-            row += [Cell(_mean_std(runs[f"test_{prefix}{key}"]) if f"test_{prefix}{key}" in runs else "–") for _, key in METRICS]
+            keys = [f"test_{benchmark.key(key)}" for _, key in METRICS]
+            row += [Cell(_mean_std(runs[k]) if k in runs else "–") for k in keys]
         rows.append(row)
-    _bold_best(rows, data, datasets, benchmarks, labels)
+    _bold_best(rows, data, covered, labels)
     comparisons: list[Comparison] = []
     if baseline:
-        for dataset, group, prefix, _ in benchmarks:
+        for dataset, benchmark in covered:
             for label in data.labels(dataset):
                 if label != baseline and baseline in data.labels(dataset):
-                    comparisons.append(data.compare(dataset, group, prefix, baseline, label, "vs baseline"))
-        column_of = {group: 2 + i * len(METRICS) + len(METRICS) - 1 for i, (_, group, _, _) in enumerate(benchmarks)}
+                    comparisons.append(data.compare(dataset, benchmark, baseline, label, "vs baseline"))
+        column_of = {b.title: 2 + i * len(METRICS) + len(METRICS) - 1 for i, (_, b) in enumerate(covered)}
         for comparison, (_, marker) in zip(comparisons, significant(comparisons), strict=True):
             rows[labels.index(comparison.variant)][column_of[comparison.benchmark]].marker = marker
     sections = [("Measured (this suite; mean ± std over seeds; n = seeds)", rows)]
-    references, notes = reference_rows([key for _, _, _, key in benchmarks if key], len(METRICS))
+    references, notes = reference_rows([b.published for _, b in covered if b.published], len(METRICS))
     if references:
         sections.append(("Reported (published numbers, not rerun here; see notes)", references))
     caption = "Cells: mean ± sample std over n seeds; bold: the best measured value per column. "
@@ -171,17 +103,17 @@ def main_table(data: ReportData, datasets: list[str], baseline: str | None) -> t
         "No significance markers: no baseline with runs on these benchmarks."
     if references:
         caption += " Reported rows are copied from the cited papers (benchmark/report/published.csv) and marked with their notes."
-    names = ", ".join(group for _, group, _, _ in benchmarks)
+    names = ", ".join(b.title for _, b in covered)
     return Table("main", f"Main results ({names})", caption, columns, sections, notes), comparisons
 
 
-def _bold_best(rows, data, datasets, benchmarks, labels) -> None:
-    for b_index, (dataset, _, prefix, _) in enumerate(benchmarks):
+def _bold_best(rows, data, covered, labels) -> None:
+    for b_index, (dataset, benchmark) in enumerate(covered):
         for m_index, (_, key) in enumerate(METRICS):
             means = []
             for label in labels:
                 runs = data.runs_of(dataset, label)
-                column = f"test_{prefix}{key}"
+                column = f"test_{benchmark.key(key)}"
                 means.append(runs[column].mean() if column in runs and not runs.empty else math.nan)
             if all(math.isnan(m) for m in means):
                 continue
@@ -191,17 +123,11 @@ def _bold_best(rows, data, datasets, benchmarks, labels) -> None:
                     row[2 + b_index * len(METRICS) + m_index].bold = True
 
 
-def format_p(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "–"
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"
-
-
 def ablation_table(data: ReportData, datasets: list[str]) -> tuple[Table, list[Comparison]]:
     comparisons = []
-    for dataset, group, prefix, _ in benchmarks_of(datasets):
+    for dataset, benchmark in benchmarks_of(datasets):
         for baseline, variant, axis in one_component_pairs(data.labels(dataset)):
-            comparisons.append(data.compare(dataset, group, prefix, baseline, variant, axis))
+            comparisons.append(data.compare(dataset, benchmark, baseline, variant, axis))
     columns = [("", "Change"), ("", "Benchmark"), ("", "Seeds"), ("rSum", "baseline"), ("rSum", "variant"),
                ("rSum", "Δ"), ("rSum", "95% CI"), ("paired", "p"), ("paired", "p Holm"), ("paired", "McNemar R@1 p"),
                ("seeds", "Welch p"), ("seeds", "M-W U p"), ("seeds", "Hedges g")]
@@ -231,7 +157,7 @@ def ablation_table(data: ReportData, datasets: list[str]) -> tuple[Table, list[C
 def diagnostics_table(data: ReportData) -> Table | None:
     """Probe accuracies with 95% bootstrap intervals: twin probes on synthetic data, caption foils on real data."""
     datasets = sorted(set(data.runs["dataset"]))
-    kinds = [k for k in PROBES + tuple(f"foil_{k}" for k in FOIL_KINDS)
+    kinds = [k for k in TWIN_KINDS + tuple(f"foil_{k}" for k in FOIL_KINDS)
              if any(f"probe_{k}" in data.ranks(r.run_id) for r in data.runs.itertuples())]
     if not kinds:
         return None
@@ -250,7 +176,7 @@ def diagnostics_table(data: ReportData) -> Table | None:
                     row.append(Cell("–"))
             rows.append(row)
     caption = "Pooled over the n seeds; 95% percentile bootstrap interval over captions within each seed; chance is 50. "
-    if any(k in PROBES for k in kinds):
+    if any(k in TWIN_KINDS for k in kinds):
         caption += ("Twin probes (synthetic): percent of base-image captions that score their own image above its twin; "
                     "layout twins swap the two mentioned objects' boxes, scene twins change only the background, attribute "
                     "twins recolour one mentioned object. ")

@@ -20,7 +20,7 @@ from benchmark.config import RunConfig
 from benchmark.errors import UserError
 from benchmark.processes import stop, threads_per_worker, worker_environment
 from benchmark.sweep import space as spaces
-from benchmark.sweep.storage import default_storage, masked, open_storage
+from benchmark.study_storage import default_storage, masked, open_storage
 from benchmark.sweep.trial import SweepContext, trial_config
 from benchmark.sweep.worker import (
     PRUNERS,

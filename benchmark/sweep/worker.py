@@ -13,7 +13,7 @@ from pathlib import Path
 from benchmark.errors import UserError
 from benchmark.processes import install_worker_signals
 from benchmark.sweep.sampler import TrialSeededTPE
-from benchmark.sweep.storage import open_storage
+from benchmark.study_storage import open_storage
 from benchmark.sweep.trial import SweepContext, objective
 
 PRUNERS = ("median", "hyperband", "none")

@@ -1,4 +1,6 @@
-"""Where a study lives: a journal file under ``results/`` by default, or any Optuna storage URL.
+"""Where an Optuna study lives: a journal file under ``results/`` by default, or any Optuna storage URL.
+
+Shared by ``sweep`` (which writes studies) and ``report`` (which reads them for its figures).
 
 The default is Optuna's journal file storage. Each worker appends to one log file under a file
 lock, so several processes on this machine share a study with no server and no "database is

@@ -6,6 +6,7 @@ split into sections (measured / reported) by a rule and a heading.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -37,6 +38,12 @@ class Table:
                     record[f"{group} {column}".strip()] = cell.text + {"up": " (sig. higher)", "down": " (sig. lower)"}.get(cell.marker, "")
                 out.append(record)
         return out
+
+
+def format_p(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 MD_MARKERS = {"up": " ▲", "down": " ▼", "": ""}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from variants.alignment_local import local_similarity
-from variants.base import l2norm
+from variants import l2norm
 
 
 @dataclass

@@ -27,8 +27,8 @@ from benchmark.metrics import (
     query_ranks,
 )
 from benchmark.probes import probe_accuracy, probe_outcomes
-from variants.base import ImageEmbedding, TextEmbedding
-from variants.model import RetrievalModel
+from variants import ImageEmbedding, TextEmbedding
+from variants import RetrievalModel
 
 
 @dataclass

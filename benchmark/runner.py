@@ -21,7 +21,7 @@ from benchmark import config as configuration
 from benchmark import tracking
 from benchmark.checkpoint import load_checkpoint
 from benchmark.config import RunConfig
-from benchmark.data.datasets import open_dataset
+from benchmark.data.datasets import check_inputs, open_dataset
 from benchmark.data.layout import WHOLE_SPLIT, Benchmark, DatasetSpec
 from benchmark.data.loader import Split, dataset_spec
 from benchmark.data.vocab import Vocabulary
@@ -30,9 +30,8 @@ from benchmark.evaluation import Evaluation, evaluate
 from benchmark.foils import make_foils
 from benchmark.reproducibility import resolve_device, seed_everything
 from benchmark.training import EpochRecord, TrainingData, fit
-from variants.base import FeatureDims
-from variants.model import RetrievalModel, build_model, count_parameters
-from variants.registry import parse_variant
+from variants import FeatureDims, RetrievalModel, build_model, count_parameters
+from variants import check as check_variant
 
 RESULTS_ENV = "ITR_BENCH_RESULTS"
 
@@ -63,10 +62,6 @@ def feature_dims(split: Split, vocab_size: int) -> FeatureDims:
         region_dim=split.regions.shape[2], n_regions=split.regions.shape[1], vocab_size=vocab_size,
         grid_dim=0 if grid is None else grid.shape[2], grid_cells=0 if grid is None else grid.shape[1],
     )
-
-
-def available_inputs(split: Split) -> frozenset[str]:
-    return frozenset(name for name in ("boxes", "grid") if getattr(split, name) is not None)
 
 
 def split_benchmarks(spec: DatasetSpec, split: Split) -> tuple[Benchmark, ...]:
@@ -131,15 +126,24 @@ class Prepared:
         return {"config": configuration.to_dict(self.cfg), "vocab": self.vocab.words, "dims": vars(self.dims).copy()}
 
 
+def check(cfg: RunConfig, results: Path) -> None:
+    """What ``prepare`` checks, without building the model or loading weights: the device, the data (every
+    split; synthetic data is generated and cached), the variant's settings and the inputs it needs."""
+    resolve_device(cfg.device)
+    dataset, splits = open_dataset(cfg.data, results)
+    check_inputs(check_variant(cfg.model), splits[dataset.splits[0]])
+
+
 def prepare(cfg: RunConfig, results: Path, vocab_words: list[str] | None = None) -> Prepared:
     """Open and check the data, build the vocabulary (from train) and the seeded model."""
     device = resolve_device(cfg.device)
     dataset, splits = open_dataset(cfg.data, results)
-    seed_everything(cfg.seed)  # before the model is built; it costs ~2 s, so after the data checks
     train = splits[dataset.splits[0]]
+    check_inputs(check_variant(cfg.model), train)
+    seed_everything(cfg.seed)  # before the model is built; it costs ~2 s, so after the data checks
     vocab = Vocabulary(vocab_words) if vocab_words else Vocabulary.build(train.captions, cfg.data.vocab_min_count)
     dims = feature_dims(train, len(vocab))
-    model = build_model(cfg.model, dims, available_inputs(train)).to(device)
+    model = build_model(cfg.model, dims).to(device)
     tokenize = model.tokenizer(vocab)
     tokens = {name: [tokenize(c) for c in split.captions] for name, split in splits.items()}
     return Prepared(cfg, device, dataset, splits, vocab, dims, model, tokens)
@@ -223,8 +227,9 @@ def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, d
     dims = FeatureDims(**checkpoint["dims"])
     if feature_dims(target, len(vocab)) != dims:
         raise UserError(f"{split_name} features have dims {feature_dims(target, len(vocab))} but the checkpoint was trained on {dims}")
+    check_inputs(check_variant(cfg.model), target)
     seed_everything(cfg.seed)
-    model: RetrievalModel = build_model(cfg.model, dims, available_inputs(target)).to(torch_device)
+    model: RetrievalModel = build_model(cfg.model, dims).to(torch_device)
     model.load_state_dict(checkpoint["model"])
     tokenize = model.tokenizer(vocab)
     foils = None if target.twins is not None else foil_tokens(target.captions, tokenize)

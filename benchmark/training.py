@@ -26,7 +26,7 @@ from benchmark.data.batches import CaptionPairs, epoch_batches, image_groups
 from benchmark.data.loader import Split
 from benchmark.evaluation import Evaluation, autocast, evaluate
 from benchmark.loss import triplet_loss
-from variants.model import RetrievalModel
+from variants import RetrievalModel
 
 
 @dataclass

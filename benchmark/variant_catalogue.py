@@ -7,9 +7,9 @@ from pathlib import Path
 from benchmark.config import DataConfig, ModelConfig
 from benchmark.data.datasets import open_dataset
 from benchmark.data.vocab import Vocabulary
-from variants.base import FeatureDims
-from variants.model import count_parameters
-from variants.registry import ALIASES, AXES
+from variants import FeatureDims
+from variants import count_parameters
+from variants import ALIASES, AXES
 
 
 def _dims(dataset: str, data_root: str | None, results_dir: Path) -> FeatureDims:

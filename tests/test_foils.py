@@ -13,8 +13,7 @@ from benchmark.data.vocab import Vocabulary
 from benchmark.evaluation import encode_split, foil_outcomes, similarity_matrix
 from benchmark.foils import make_foils, shuffle_words, swap_nouns, swap_spatial
 from benchmark.reproducibility import seed_everything
-from variants.base import FeatureDims
-from variants.model import build_model
+from variants import FeatureDims, build_model
 
 
 @pytest.mark.parametrize("caption, foil", [
@@ -60,7 +59,7 @@ def test_foil_outcomes_match_brute_force_scoring():
     regions = np.random.default_rng(0).normal(size=(4, 5, 6)).astype(np.float32)
     split = Split("test", regions, 1, captions)
     model = build_model(tiny_config(model={"variant": "sa+local"}).model,
-                        FeatureDims(region_dim=6, n_regions=5, vocab_size=len(vocab)), frozenset()).eval()
+                        FeatureDims(region_dim=6, n_regions=5, vocab_size=len(vocab))).eval()
     tokenize = model.tokenizer(vocab)
     cfg, device = EvalConfig(batch_size=3, image_chunk=2), torch.device("cpu")
     images, texts = encode_split(model, split, [tokenize(c) for c in captions], cfg, device)

@@ -3,8 +3,8 @@
 import pytest
 
 from benchmark.errors import UserError
-from variants import registry
-from variants.registry import RELATION, parse_variant
+from variants import ALIASES, parse_variant
+from variants._registry import RELATION
 
 
 def test_defaults_fill_axes_left_out():
@@ -26,7 +26,7 @@ def test_two_components_on_one_axis_conflict(monkeypatch):
 
 
 def test_aliases_expand(monkeypatch):
-    monkeypatch.setitem(registry.ALIASES, "paper", "sa+region")
+    monkeypatch.setitem(ALIASES, "paper", "sa+region")
     assert parse_variant("paper") == parse_variant("sa")
 
 

@@ -1,12 +1,14 @@
 """Every registered variant trains and evaluates through the one harness; component behaviour."""
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
 
+from benchmark.data.datasets import check_inputs
 from benchmark.data.layout import DATASETS
 from benchmark.data.loader import load_splits
 from benchmark.data.synthetic import ensure_dataset
@@ -14,11 +16,10 @@ from benchmark.data.vocab import Vocabulary
 from benchmark.errors import UserError
 from benchmark.evaluation import evaluate
 from benchmark.reproducibility import seed_everything
-from benchmark.runner import available_inputs, feature_dims
+from benchmark.runner import feature_dims
 from benchmark.training import TrainingData, fit
-from variants import AXES, build_model, parse_variant
+from variants import AXES, FeatureDims, ImageBatch, build_model, parse_variant
 from variants.alignment_local import local_similarity
-from variants.base import FeatureDims, ImageBatch
 from variants.relation_gisa import relative_geometry
 from variants.source_dif import alignment_graph
 
@@ -41,7 +42,7 @@ def test_every_variant_trains_one_epoch_and_evaluates(spec, tiny_splits, tmp_pat
     seed_everything(0)
     train, dev, test = tiny_splits["train"], tiny_splits["dev"], tiny_splits["test"]
     vocab = Vocabulary.build(train.captions)
-    model = build_model(cfg.model, feature_dims(train, len(vocab)), available_inputs(train))
+    model = build_model(cfg.model, feature_dims(train, len(vocab)))
     tokenize = model.tokenizer(vocab)
     data = TrainingData(train, [tokenize(c) for c in train.captions], dev, [tokenize(c) for c in dev.captions])
     progress = fit(model, data, cfg, torch.device("cpu"), tmp_path, meta={})
@@ -58,21 +59,22 @@ def test_the_dsrln_alias_and_defaults():
 
 
 def test_variants_whose_inputs_are_missing_fail_fast():
-    dims = FeatureDims(region_dim=6, n_regions=4, vocab_size=10)
-    cfg = tiny_config(model={"variant": "gisa"}).model
+    def split(**inputs):
+        return SimpleNamespace(**({"boxes": None, "grid": None} | inputs))
+
     with pytest.raises(UserError, match="'gisa' needs boxes .*_boxes.npy"):
-        build_model(cfg, dims, frozenset())
-    cfg.variant = "sa+dif"
+        check_inputs(parse_variant("gisa"), split())
     with pytest.raises(UserError, match="needs grid features .*_grid.npy"):
-        build_model(cfg, dims, frozenset({"boxes"}))
+        check_inputs(parse_variant("sa+dif"), split(boxes=np.zeros(1)))
     with pytest.raises(UserError, match="needs boxes, grid features"):
-        build_model(cfg, dims, frozenset())
+        check_inputs(parse_variant("sa+dif"), split())
+    check_inputs(parse_variant("sa+dif"), split(boxes=np.zeros(1), grid=np.zeros(1)))
 
 
 def _relation(spec: str, **model):
     seed_everything(0)
     cfg = tiny_config(model={"variant": spec, "dropout": 0.0, **model}).model
-    return build_model(cfg, FeatureDims(region_dim=6, n_regions=4, vocab_size=10), frozenset({"boxes"})).eval()
+    return build_model(cfg, FeatureDims(region_dim=6, n_regions=4, vocab_size=10)).eval()
 
 
 def test_swapping_two_boxes_changes_gisa_and_not_vanilla_sa():
@@ -100,8 +102,7 @@ def test_relative_geometry_keeps_direction():
 def test_dif_regions_attend_to_no_cell_outside_their_box():
     seed_everything(0)
     cfg = tiny_config(model={"variant": "sa+dif", "dropout": 0.0}).model
-    model = build_model(cfg, FeatureDims(region_dim=6, n_regions=3, vocab_size=10, grid_dim=5, grid_cells=9),
-                        frozenset({"boxes", "grid"})).eval()
+    model = build_model(cfg, FeatureDims(region_dim=6, n_regions=3, vocab_size=10, grid_dim=5, grid_cells=9)).eval()
     boxes = torch.tensor([[[0.0, 0.0, 0.3, 0.3], [0.4, 0.4, 0.6, 0.6], [0.5, 0.5, 0.5, 0.5]]])  # last: empty box
     model.encode_images(ImageBatch(torch.randn(1, 3, 6), boxes, torch.randn(1, 9, 5)))
     weights = model.source.region_to_grid.last_weights[0]  # (H, regions, cells)
@@ -121,7 +122,7 @@ def test_the_average_dif_gate_mixes_half_and_half_and_a_bad_gate_is_a_clear_erro
     assert torch.allclose(GateFusion(4, adaptive=False)(x, context), (x + context) / 2)
     dims = FeatureDims(region_dim=6, n_regions=3, vocab_size=10, grid_dim=5, grid_cells=9)
     with pytest.raises(UserError, match="model.dif_gate 'learned' is not one of: adaptive, average"):
-        build_model(tiny_config(model={"variant": "sa+dif", "dif_gate": "learned"}).model, dims, frozenset({"boxes", "grid"}))
+        build_model(tiny_config(model={"variant": "sa+dif", "dif_gate": "learned"}).model, dims)
 
 
 def naive_local(regions, words, mask, temperature):
@@ -151,8 +152,8 @@ def test_batched_local_similarity_equals_a_naive_per_pair_loop():
 def test_hier_is_the_weighted_sum_of_local_and_global():
     seed_everything(0)
     cfg = tiny_config(model={"variant": "sa+hier", "hier_weight": 0.3}).model
-    model = build_model(cfg, FeatureDims(region_dim=6, n_regions=4, vocab_size=10), frozenset()).eval()
-    from variants.base import TextBatch
+    model = build_model(cfg, FeatureDims(region_dim=6, n_regions=4, vocab_size=10)).eval()
+    from variants import TextBatch
 
     images = model.encode_images(ImageBatch(torch.randn(2, 4, 6)))
     texts = model.encode_texts(TextBatch(torch.randint(1, 10, (3, 5)), torch.tensor([5, 2, 4])))
@@ -164,7 +165,7 @@ def test_bert_loads_offline_and_its_weights_get_the_lr_multiplier():
     from benchmark.training import parameter_groups
 
     cfg = tiny_config(model={"variant": "sa+bert"})
-    model = build_model(cfg.model, FeatureDims(region_dim=6, n_regions=4, vocab_size=10), frozenset())
+    model = build_model(cfg.model, FeatureDims(region_dim=6, n_regions=4, vocab_size=10))
     ids = model.tokenizer(None)("a red dog left of a cat")
     assert ids[0] == model.text.hf_tokenizer.cls_token_id and len(ids) == 9
     groups = parameter_groups(model, cfg.train)
@@ -175,4 +176,4 @@ def test_bert_loads_offline_and_its_weights_get_the_lr_multiplier():
 def test_a_missing_bert_model_says_how_to_provide_one(tmp_path):
     cfg = tiny_config(model={"variant": "sa+bert", "bert_path": str(tmp_path / "nothing")}).model
     with pytest.raises(UserError, match="no pretrained text model.*model.bert_path"):
-        build_model(cfg, FeatureDims(region_dim=6, n_regions=4, vocab_size=10), frozenset())
+        build_model(cfg, FeatureDims(region_dim=6, n_regions=4, vocab_size=10))

@@ -1,19 +1,31 @@
 """The model registry: every component module in this package registers itself on import.
 
 Adding a component is adding one module here that decorates a factory with the registry of its
-axis (``RELATION``, ``SOURCE``, ``ALIGNMENT`` or ``TEXT``); nothing else needs an edit.
+axis (``RELATION``, ``SOURCE``, ``ALIGNMENT`` or ``TEXT``); nothing else needs an edit. As in timm,
+infrastructure modules start with an underscore (``_registry``, ``_base``, ``_model``,
+``_attention``) and register nothing; every other module is imported here so that it registers.
+The harness imports only what this package exports.
 """
 
 import importlib
 import pkgutil
 
-from variants.registry import AXES, VariantSpec, parse_variant
+from variants._base import (
+    FeatureDims,
+    ImageBatch,
+    ImageEmbedding,
+    TextBatch,
+    TextEmbedding,
+    cell_boxes,
+    l2norm,
+)
+from variants._registry import ALIASES, AXES, VariantSpec, parse_variant
 
-_INFRASTRUCTURE = {"registry", "base", "model", "attention"}  # modules that register nothing
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in _INFRASTRUCTURE:
+    if not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-from variants.model import RetrievalModel, build_model, count_parameters  # noqa: E402
+from variants._model import RetrievalModel, build_model, check, count_parameters  # noqa: E402
 
-__all__ = ["AXES", "RetrievalModel", "VariantSpec", "build_model", "count_parameters", "parse_variant"]
+__all__ = ["ALIASES", "AXES", "FeatureDims", "ImageBatch", "ImageEmbedding", "RetrievalModel", "TextBatch", "TextEmbedding",
+           "VariantSpec", "build_model", "cell_boxes", "check", "count_parameters", "l2norm", "parse_variant"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from variants.base import FeatureDims, ImageEmbedding, TextEmbedding
-from variants.registry import ALIGNMENT
+from variants._base import FeatureDims, ImageEmbedding, TextEmbedding
+from variants._registry import ALIGNMENT
 
 
 class GlobalAlignment(nn.Module):

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from variants.alignment_local import local_similarity
-from variants.base import FeatureDims, ImageEmbedding, TextEmbedding
-from variants.registry import ALIGNMENT
+from variants._base import FeatureDims, ImageEmbedding, TextEmbedding
+from variants._registry import ALIGNMENT
 
 
 class HierarchicalAlignment(nn.Module):

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from variants.base import FeatureDims, ImageEmbedding, TextEmbedding, l2norm
-from variants.registry import ALIGNMENT
+from variants._base import FeatureDims, ImageEmbedding, TextEmbedding, l2norm
+from variants._registry import ALIGNMENT
 
 _BLOCK_ELEMENTS = 1 << 23  # images x captions x words x regions per chunk (~32 MB per float tensor)
 

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from variants.attention import AttentionBlock
-from variants.base import FeatureDims, ImageBatch
-from variants.registry import RELATION
+from variants._attention import AttentionBlock
+from variants._base import FeatureDims, ImageBatch
+from variants._registry import RELATION
 
 GEOMETRY_DIM = 64  # sinusoidal embedding size of the 4-d relative geometry (as in ORT)
 

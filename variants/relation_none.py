@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from variants.base import FeatureDims, Unchanged
-from variants.registry import RELATION
+from variants._base import FeatureDims, Unchanged
+from variants._registry import RELATION
 
 
 @RELATION.register("none", description="no relation encoder: regions stay independent", source="control (VSE++-style pooling)")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from variants.attention import AttentionBlock
-from variants.base import FeatureDims, ImageBatch
-from variants.registry import RELATION
+from variants._attention import AttentionBlock
+from variants._base import FeatureDims, ImageBatch
+from variants._registry import RELATION
 
 
 class SelfAttentionEncoder(nn.Module):

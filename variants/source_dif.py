@@ -22,10 +22,9 @@ import math
 import torch
 from torch import nn
 
-from benchmark.data.layout import cell_boxes
 from benchmark.errors import UserError
-from variants.base import FeatureDims, ImageBatch
-from variants.registry import SOURCE
+from variants._base import FeatureDims, ImageBatch, cell_boxes
+from variants._registry import SOURCE
 
 GATES = ("adaptive", "average")  # model.dif_gate
 
@@ -75,6 +74,11 @@ class GateFusion(nn.Module):
         return gate * x + (1 - gate) * context
 
 
+def check_gate(cfg) -> None:
+    if cfg.dif_gate not in GATES:
+        raise UserError(f"model.dif_gate '{cfg.dif_gate}' is not one of: {', '.join(GATES)}")
+
+
 class DualInformationFusion(nn.Module):
     def __init__(self, grid_dim: int, grid_cells: int, dim: int, heads: int, dropout: float, adaptive_gate: bool = True):
         super().__init__()
@@ -94,9 +98,7 @@ class DualInformationFusion(nn.Module):
 
 @SOURCE.register("dif", description="dual information fusion: box-masked region<->grid cross-attention + adaptive gates",
                  source="DSRLN (Wu et al., TMM 2025) after DLCT (Luo et al. AAAI 2021) and DSRAN (Wen et al. 2020)",
-                 requires=("boxes", "grid"))
+                 requires=("boxes", "grid"), check=check_gate)
 def dual_information_fusion(cfg, dims: FeatureDims) -> nn.Module:
-    if cfg.dif_gate not in GATES:
-        raise UserError(f"model.dif_gate '{cfg.dif_gate}' is not one of: {', '.join(GATES)}")
     return DualInformationFusion(dims.grid_dim, dims.grid_cells, cfg.embed_dim, cfg.num_heads, cfg.dropout,
                                  adaptive_gate=cfg.dif_gate == "adaptive")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from variants.base import FeatureDims, ImageBatch
-from variants.registry import SOURCE
+from variants._base import FeatureDims, ImageBatch
+from variants._registry import SOURCE
 
 
 class GridSource(nn.Module):

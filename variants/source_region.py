@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from variants.base import FeatureDims, Unchanged
-from variants.registry import SOURCE
+from variants._base import FeatureDims, Unchanged
+from variants._registry import SOURCE
 
 
 @SOURCE.register("region", description="region features only", source="BUTD regions, Anderson et al., CVPR 2018")

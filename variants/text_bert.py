@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
-from variants.base import FeatureDims, TextBatch, TextEmbedding, l2norm, masked_mean
-from variants.registry import TEXT
+from variants._base import FeatureDims, TextBatch, TextEmbedding, l2norm, masked_mean
+from variants._registry import TEXT
 
 MAX_TOKENS = 64
 
@@ -65,6 +65,7 @@ class BertEncoder(nn.Module):
 
 
 @TEXT.register("bert", description="pretrained BERT-style encoder from a local path (model.bert_path), projected",
-               source="BERT, Devlin et al. 2019; as used by vse_infty (Chen et al. CVPR 2021)")
+               source="BERT, Devlin et al. 2019; as used by vse_infty (Chen et al. CVPR 2021)",
+               check=lambda cfg: resolve_pretrained(cfg.bert_path))
 def bert(cfg, dims: FeatureDims) -> nn.Module:
     return BertEncoder(cfg.bert_path, cfg.embed_dim)

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from variants.base import FeatureDims, TextBatch, TextEmbedding, l2norm, masked_mean
-from variants.registry import TEXT
+from variants._base import FeatureDims, TextBatch, TextEmbedding, l2norm, masked_mean
+from variants._registry import TEXT
 
 
 class BiGRUEncoder(nn.Module):

@@ -43,7 +43,7 @@ def run_ablation(base: RunConfig, results: Path, grid_name: str = "dsrln", n_see
     seeds = list(range(base.seed, base.seed + n_seeds))
     cells = [Cell(cfg) for cfg in cell_configs(grid, base, seeds)]
     for variant_cell in cells[::n_seeds]:  # data and variant checks, before anything runs
-        runner.prepare(variant_cell.cfg, results)
+        runner.check(variant_cell.cfg, results)
     if jobs > 1 and resolve_device(base.device).type == "cuda":
         print("a GPU is in use: cells run one after another on it (--jobs ignored)")
         jobs = 1

@@ -13,7 +13,7 @@ from typing import Any
 from benchmark import config as configuration
 from benchmark.config import PRESETS, RunConfig
 from benchmark.errors import UserError
-from variants.registry import parse_variant
+from variants import parse_variant
 
 GRIDS = PRESETS / "grids"
 

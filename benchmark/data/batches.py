@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from benchmark.data.layout import CAPTIONS_PER_IMAGE
 from benchmark.data.loader import Split
-from variants.base import ImageBatch, TextBatch
+from variants import ImageBatch, TextBatch
 
 
 def image_batch(split: Split, images: np.ndarray) -> ImageBatch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.config import DataConfig
-from benchmark.data.layout import DatasetSpec
+from benchmark.data.layout import INPUTS, DatasetSpec
 from benchmark.data.loader import (
     Split,
     dataset_folder,
@@ -14,6 +14,8 @@ from benchmark.data.loader import (
     resolve_root,
 )
 from benchmark.data.synthetic import ensure_dataset
+from benchmark.errors import UserError
+from variants import VariantSpec
 
 
 def dataset_root(cfg: DataConfig, results_dir: Path) -> Path:
@@ -29,3 +31,18 @@ def open_dataset(cfg: DataConfig, results_dir: Path, splits: tuple[str, ...] | N
     spec = dataset_spec(cfg.dataset)
     folder = dataset_folder(spec, dataset_root(cfg, results_dir))
     return spec, load_splits(spec, folder, splits)
+
+
+def available_inputs(split: Split) -> frozenset[str]:
+    """The optional inputs (``INPUTS``) that a split has."""
+    return frozenset(name for name in INPUTS if getattr(split, name) is not None)
+
+
+def check_inputs(spec: VariantSpec, split: Split) -> None:
+    """A one-line error naming the files to add when the split lacks an input the variant needs."""
+    missing = sorted(spec.requires - available_inputs(split))
+    if missing:
+        raise UserError(
+            f"variant '{spec.name}' needs {', '.join(INPUTS[m][0] for m in missing)} but the dataset has none; "
+            f"add {' and '.join(INPUTS[m][1] for m in missing)} for every split (see README 'Real data')"
+        )

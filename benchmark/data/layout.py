@@ -23,10 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 CAPTIONS_PER_IMAGE = 5
 TWIN_KINDS = ("layout", "scene", "attribute")
+# The optional inputs a variant may need: what each is called, and which files of a split hold it.
+INPUTS = {"boxes": ("boxes", "{split}_boxes.npy (or GSMN's {split}_ims_bbx.npy + {split}_ims_size.npy)"),
+          "grid": ("grid features", "{split}_grid.npy")}
 
 
 @dataclass(frozen=True)
@@ -125,11 +126,3 @@ class SplitFiles:
     @property
     def twins(self) -> Path:
         return self._path("twins.npy")
-
-
-def cell_boxes(grid_size: int) -> np.ndarray:
-    """(g*g, 4) normalised boxes of the grid cells, row-major from the top-left."""
-    edges = np.linspace(0.0, 1.0, grid_size + 1)
-    rows, cols = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing="ij")
-    rows, cols = rows.ravel(), cols.ravel()
-    return np.stack([edges[cols], edges[rows], edges[cols + 1], edges[rows + 1]], axis=1)

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.config import SyntheticConfig
-from benchmark.data.layout import DATASETS, SplitFiles, cell_boxes
+from benchmark.data.layout import DATASETS, SplitFiles
 from benchmark.errors import UserError
+from variants import cell_boxes
 
 CLASSES = ("dog", "cat", "horse", "bird", "car", "bicycle", "man", "woman", "ball", "chair", "boat", "kite")
 COLOURS = ("red", "blue", "green", "yellow", "black", "white", "brown", "pink")

@@ -14,7 +14,7 @@ from typing import Any
 from benchmark import config as configuration
 from benchmark.config import PRESETS, RunConfig
 from benchmark.errors import UserError
-from variants.registry import parse_variant
+from variants import parse_variant
 
 DEFAULT_SPACE = PRESETS / "space.toml"
 FORM = "{ float = [low, high] }, { float = [low, high], log = true }, { int = [low, high] } or { choices = [...] }"

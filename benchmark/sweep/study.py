@@ -187,7 +187,7 @@ def run_sweep(base: RunConfig, results: Path, options: SweepOptions, pruner=None
     _check_options(options)
     variant = base.model.variant
     space = spaces.check_space(spaces.load_space(options.space_file) if options.space_file else spaces.default_space(variant), base)
-    runner.prepare(base, results)  # checks the data and the variant (and caches synthetic data) before any trial
+    runner.check(base, results)  # the data and the variant (and caches synthetic data), before any trial
     study_name = options.study or f"{variant}-{base.data.dataset}"
     storage_name = options.storage or default_storage(results)
     storage = open_storage(storage_name)

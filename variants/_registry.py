@@ -29,6 +29,7 @@ class Component:
     description: str
     source: str  # the paper or method it comes from
     requires: frozenset[str] = field(default_factory=frozenset)  # inputs beyond regions: "boxes", "grid"
+    check: Callable[..., None] | None = None  # check(model_cfg): a one-line UserError for a bad setting, cheaply
 
 
 class Registry:
@@ -38,13 +39,18 @@ class Registry:
         self.axis, self.summary, self.default = axis, summary, default
         self._components: dict[str, Component] = {}
 
-    def register(self, name: str, *, description: str, source: str, requires: tuple[str, ...] = ()) -> Callable[[Factory], Factory]:
-        """Decorator: ``@RELATION.register("sa", description=..., source=...)`` on a factory."""
+    def register(self, name: str, *, description: str, source: str, requires: tuple[str, ...] = (),
+                 check: Callable[..., None] | None = None) -> Callable[[Factory], Factory]:
+        """Decorator: ``@RELATION.register("sa", description=..., source=...)`` on a factory ``(model_cfg, dims) -> Module``.
+
+        ``check(model_cfg)``, when given, validates the component's settings without building it;
+        ``build_model`` runs it before the factory, and so does the harness's light ``check``.
+        """
 
         def decorate(factory: Factory) -> Factory:
             if name in self._components:
                 raise ValueError(f"{self.axis} component '{name}' is registered twice")
-            self._components[name] = Component(self.axis, name, factory, description, source, frozenset(requires))
+            self._components[name] = Component(self.axis, name, factory, description, source, frozenset(requires), check)
             return factory
 
         return decorate

@@ -7,13 +7,12 @@ text:  tokens -> text encoder;  score: alignment(image, text)
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from benchmark.config import ModelConfig
-from benchmark.errors import UserError
-from variants.base import (
+from variants._base import (
     FeatureDims,
     ImageBatch,
     ImageEmbedding,
@@ -21,10 +20,10 @@ from variants.base import (
     TextEmbedding,
     l2norm,
 )
-from variants.registry import VariantSpec, parse_variant
+from variants._registry import VariantSpec, parse_variant
 
-INPUT_NAMES = {"boxes": "boxes", "grid": "grid features"}
-INPUT_FILES = {"boxes": "{split}_boxes.npy (or GSMN's {split}_ims_bbx.npy + {split}_ims_size.npy)", "grid": "{split}_grid.npy"}
+if TYPE_CHECKING:
+    from benchmark.config import ModelConfig
 
 
 class RetrievalModel(nn.Module):
@@ -57,16 +56,22 @@ class RetrievalModel(nn.Module):
         return self.alignment(images, texts)
 
 
-def build_model(cfg: ModelConfig, dims: FeatureDims, available: frozenset[str]) -> RetrievalModel:
-    """Parse the spec, check the dataset has what its components need, and build it."""
+def check(cfg: ModelConfig) -> VariantSpec:
+    """Check a model config without building anything (no weights loaded); returns its spec.
+
+    Each component's own check runs (a ``dif_gate`` that does not exist, a missing pretrained text model).
+    Whether the data has the inputs the spec ``requires`` is the harness's check: it knows the data.
+    """
     spec = parse_variant(cfg.variant)
-    missing = spec.requires - available
-    if missing:
-        raise UserError(
-            f"variant '{spec.name}' needs {', '.join(INPUT_NAMES[m] for m in sorted(missing))} but the dataset has none; "
-            f"add {' and '.join(INPUT_FILES[m] for m in sorted(missing))} for every split (see README 'Real data')"
-        )
-    return RetrievalModel(spec, cfg, dims)
+    for component in spec.components():
+        if component.check is not None:
+            component.check(cfg)
+    return spec
+
+
+def build_model(cfg: ModelConfig, dims: FeatureDims) -> RetrievalModel:
+    """Check the config and build the variant it names."""
+    return RetrievalModel(check(cfg), cfg, dims)
 
 
 def count_parameters(model: nn.Module) -> int:

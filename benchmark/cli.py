@@ -18,18 +18,26 @@ def _add_results_dir(parser: argparse.ArgumentParser) -> None:
                         help="where runs, the MLflow store and cached data go (default: $ITR_BENCH_RESULTS or ./results)")
 
 
+# The named flags that each set one config key: (flag, dotted config key, argparse options). The key is
+# the flag's dest, so building the config and checking which flags were given both read this table.
+CONFIG_FLAGS = (
+    ("--variant", "model.variant", {"help": "variant spec, e.g. sa (see `python -m benchmark variants`)"}),
+    ("--dataset", "data.dataset", {"help": "synthetic (default) | f30k | coco"}),
+    ("--data-root", "data.data_root", {"metavar": "PATH", "help": "folder holding <dataset>_precomp/ (default: $ITR_BENCH_DATA)"}),
+    ("--epochs", "train.epochs", {"type": int, "help": "training epochs"}),
+    ("--seed", "seed", {"type": int, "help": "random seed (python, numpy, torch)"}),
+    ("--device", "device", {"help": "auto (CUDA when present) | cpu | cuda | cuda:N"}),
+    ("--experiment", "experiment", {"help": "MLflow experiment name (default: itr-bench)"}),
+)
+
+
 def _add_config_options(parser: argparse.ArgumentParser, with_variant: bool = True) -> None:
     """The options that build a run config: shared by `run`, `sweep` and (without --variant) `ablate`."""
-    if with_variant:
-        parser.add_argument("--variant", help="variant spec, e.g. sa (see `python -m benchmark variants`)")
-    else:
-        parser.set_defaults(variant=None)
-    parser.add_argument("--dataset", help="synthetic (default) | f30k | coco")
-    parser.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/ (default: $ITR_BENCH_DATA)")
-    parser.add_argument("--epochs", type=int, help="training epochs")
-    parser.add_argument("--seed", type=int, help="random seed (python, numpy, torch)")
-    parser.add_argument("--device", help="auto (CUDA when present) | cpu | cuda | cuda:N")
-    parser.add_argument("--experiment", help="MLflow experiment name (default: itr-bench)")
+    for flag, key, options in CONFIG_FLAGS:
+        if flag == "--variant" and not with_variant:
+            parser.set_defaults(**{key: None})
+        else:
+            parser.add_argument(flag, dest=key, **{"metavar": flag[2:].upper().replace("-", "_")} | options)
     parser.add_argument("--config", metavar="FILE", help="TOML config (a saved results/runs/<run>/config.toml works)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=3e-4")
     _add_results_dir(parser)
@@ -134,8 +142,8 @@ def _run(args: argparse.Namespace) -> None:
 
     results = runner.results_dir(args.results_dir)
     if args.resume:
-        given = [flag for flag in ("variant", "dataset", "data_root", "epochs", "seed", "device", "experiment", "config") if getattr(args, flag)]
-        if given or args.overrides:
+        given = [flag for flag, key, _ in CONFIG_FLAGS if getattr(args, key) is not None]
+        if given or args.config or args.overrides:
             raise UserError("--resume continues with the run's saved config; drop the other options and overrides")
         result = runner.run(config.RunConfig(), results, resume_dir=Path(args.resume))
     else:
@@ -150,10 +158,8 @@ def _config(args: argparse.Namespace, extra: dict | None = None):
     """Defaults, then --config, then KEY=VALUE overrides, then the named flags."""
     from benchmark import config
 
-    flags = _drop_none({"seed": args.seed, "device": args.device, "experiment": args.experiment,
-                        "data": {"dataset": args.dataset, "data_root": args.data_root},
-                        "model": {"variant": args.variant}, "train": {"epochs": args.epochs}})
-    return config.resolve(args.config, config.parse_overrides(args.overrides), flags | (extra or {}))
+    flags = {key: getattr(args, key) for _, key, _ in CONFIG_FLAGS if getattr(args, key) is not None}
+    return config.resolve(args.config, config.parse_overrides(args.overrides), config.nest(flags | (extra or {})))
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -183,18 +189,6 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {len(report.files)} files to {report.folder}:")
     for path in report.files:
         print(f"  {path.relative_to(report.folder)}")
-
-
-def _drop_none(values: dict) -> dict:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            value = _drop_none(value)
-            if value:
-                out[key] = value
-        elif value is not None:
-            out[key] = value
-    return out
 
 
 def _eval(args: argparse.Namespace) -> None:

@@ -94,7 +94,11 @@ def metrics_from_ranks(ranks: QueryRanks) -> dict[str, float]:
 
 
 def retrieval_metrics(sims, captions_per_image: int = 5) -> dict[str, float]:
-    """The protocol's metrics for one similarity matrix (numpy array or torch tensor)."""
+    """The protocol's metrics for one similarity matrix (numpy array or torch tensor).
+
+    The suite itself scores through ``evaluation.score`` (which keeps per-query ranks); this is the
+    one-call entry for a Python user who has a similarity matrix of their own.
+    """
     return metrics_from_ranks(query_ranks(sims, captions_per_image))
 
 

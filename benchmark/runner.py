@@ -157,8 +157,8 @@ def foil_tokens(captions: list[str], tokenize) -> dict[str, tuple[np.ndarray, li
 def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=None) -> RunResult:
     """Train, select on dev, evaluate the best checkpoint on test; everything tracked in MLflow.
 
-    ``on_epoch`` (optional) is called after each epoch's checkpoint is written; tests use it to
-    interrupt a run.
+    ``on_epoch`` (optional) is called with each ``EpochRecord`` after its checkpoint is written: a
+    public hook for Python users (progress, custom stopping); the tests interrupt runs with it.
     """
     started = time.perf_counter()
     checkpoint, run_id = None, None

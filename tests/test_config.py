@@ -55,3 +55,20 @@ def test_bundled_presets_load_by_name():
     cfg = config.resolve("f30k")
     assert cfg.data.dataset == "f30k" and cfg.model.embed_dim == 1024 and cfg.train.lr_milestones == [15]
     assert config.resolve("coco").data.dataset == "coco"
+
+
+def test_field_roles_give_the_hash_the_recipe_and_the_sweep_their_exclusions():
+    assert config.UNHASHED == {"experiment", "log_checkpoint", "data.data_root", "device"}
+    assert config.NOT_RECIPE == config.UNHASHED | {"seed", "model.variant"}
+    assert config.NOT_TUNABLE == config.NOT_RECIPE | {"data.dataset", "model.bert_path"}
+
+
+def test_the_variant_is_kept_canonical_however_the_config_is_built(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text('[model]\nvariant = "dsrln"\n')  # an alias, as older runs saved it
+    built = [config.resolve(path), config.from_dict({"model": {"variant": "dsrln"}}),
+             config.with_values(config.RunConfig(), {"model.variant": "gisa+hier+dif"})]
+    assert [cfg.model.variant for cfg in built] == ["gisa+dif+hier"] * 3 and config.RunConfig().model.variant == "gisa+dif+hier"
+    assert not config.differences(built[0], config.RunConfig())
+    with pytest.raises(UserError, match="unknown variant token 'gsia'"):
+        config.resolve(None, {"model": {"variant": "gsia"}})

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics import METRIC_KEYS, fold_metrics, query_ranks, retrieval_metrics
+from benchmark.data.layout import DATASETS
+from benchmark.evaluation import score
+from benchmark.metrics import DIRECTIONS, METRIC_KEYS, fold_metrics, query_ranks, retrieval_metrics
+from benchmark.report.data import direction_ranks
+from benchmark.report.stats import query_scores
 
 
 def naive_ranks(sims, cpi=5):
@@ -91,3 +95,21 @@ def test_bad_shapes_and_values_are_rejected():
         retrieval_metrics(np.full((2, 10), np.nan))
     with pytest.raises(ValueError, match="folds"):
         fold_metrics(np.zeros((12, 60)), n_folds=5)
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "f30k", "coco"])
+def test_the_ranks_each_benchmark_writes_read_back_to_its_metrics(dataset):
+    """One owner of the names: evaluation writes ranks under Benchmark.ranks_keys, the report reads them back
+    through the same Benchmark, and the per-query scores add up to the rSum logged under Benchmark.key."""
+    benchmarks = DATASETS[dataset].benchmarks
+    rng = np.random.default_rng(1)
+    sims = rng.normal(size=(50, 250)).astype(np.float32)
+    sims[np.arange(250) // 5, np.arange(250)] += 1.5
+    result = score(sims, benchmarks)
+    assert set(result.ranks) == {key for b in benchmarks for d in DIRECTIONS for key in b.ranks_keys(d)}
+    for benchmark in benchmarks:
+        scores = query_scores(*(direction_ranks(result.ranks, benchmark, d) for d in DIRECTIONS))
+        assert scores.contributions.sum() == pytest.approx(result.metrics[benchmark.key("rsum")])
+    if dataset == "coco":  # 1K is the mean of 5 folds of 10 images here, 5K the whole matrix: they differ
+        assert result.metrics["1k_rsum"] != result.metrics["5k_rsum"]
+        assert result.metrics["1k_rsum"] == pytest.approx(fold_metrics(sims, 5)["rsum"])

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from variants.alignment_local import local_similarity
 from variants._base import FeatureDims, ImageEmbedding, TextEmbedding
 from variants._registry import ALIGNMENT
+from variants.alignment_local import local_similarity
 
 
 class HierarchicalAlignment(nn.Module):

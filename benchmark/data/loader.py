@@ -18,7 +18,7 @@ from benchmark.data.layout import CAPTIONS_PER_IMAGE, DATASETS, DatasetSpec, Spl
 from benchmark.errors import UserError
 
 DATA_ROOT_ENV = "ITR_BENCH_DATA"
-_SCAN_ROWS = 4096  # rows per step of the NaN/inf scan
+_NAN_SCAN_ROWS = 4096  # rows per step of the NaN/inf scan
 
 
 @dataclass
@@ -83,10 +83,10 @@ def _require(path: Path, what: str) -> Path:
 
 def _check_finite(array: np.ndarray, path: Path) -> None:
     """Scan for NaN/inf in chunks (memory-mapped arrays stay off-heap), with progress when large."""
-    steps = range(0, array.shape[0], _SCAN_ROWS)
+    steps = range(0, array.shape[0], _NAN_SCAN_ROWS)
     large = array.nbytes > (1 << 30)
     for start in tqdm(steps, desc=f"checking {path.name}", unit="chunk", disable=not large, leave=False):
-        chunk = np.asarray(array[start:start + _SCAN_ROWS])
+        chunk = np.asarray(array[start:start + _NAN_SCAN_ROWS])
         if not np.isfinite(chunk).all():
             bad = start + int(np.argwhere(~np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1))[0, 0])
             raise UserError(f"{path} has NaN or inf values (first at row {bad}); regenerate or clean the features")

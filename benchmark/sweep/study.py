@@ -179,7 +179,9 @@ def _log_parent(client, run_id: str, study, timing: dict[str, float], summary: s
 def run_sweep(base: RunConfig, results: Path, options: SweepOptions, pruner=None, on_epoch=None) -> SweepResult:
     """Tune ``base``'s variant over the search space; returns the best trial and a summary.
 
-    ``pruner`` (an Optuna pruner) and ``on_epoch`` are for tests and run with one worker only.
+    ``pruner`` (any Optuna pruner object, instead of ``options.pruner``) and ``on_epoch`` (a per-epoch
+    callback) are for Python users and tests; they apply with one worker only (they do not cross to
+    worker processes).
     """
     import optuna
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from variants.alignment_local import local_similarity
 from variants import l2norm
+from variants.alignment_local import local_similarity
 
 
 @dataclass

@@ -27,8 +27,7 @@ from benchmark.metrics import (
     query_ranks,
 )
 from benchmark.probes import probe_accuracy, probe_outcomes
-from variants import ImageEmbedding, TextEmbedding
-from variants import RetrievalModel
+from variants import ImageEmbedding, RetrievalModel, TextEmbedding
 
 
 @dataclass

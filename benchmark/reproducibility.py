@@ -33,4 +33,7 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"device '{name}' asked for but CUDA is not available here; use --device cpu or auto")
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"device '{name}' is not supported; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                        f"cuda:{torch.cuda.device_count() - 1}")
     return device

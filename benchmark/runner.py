@@ -22,7 +22,7 @@ from benchmark import tracking
 from benchmark.checkpoint import load_checkpoint
 from benchmark.config import RunConfig
 from benchmark.data.datasets import check_inputs, open_dataset
-from benchmark.data.layout import WHOLE_SPLIT, Benchmark, DatasetSpec
+from benchmark.data.layout import TEST_PREFIX, WHOLE_SPLIT, Benchmark, DatasetSpec
 from benchmark.data.loader import Split, dataset_spec
 from benchmark.data.vocab import Vocabulary
 from benchmark.errors import UserError
@@ -127,19 +127,23 @@ class Prepared:
 
 
 def check(cfg: RunConfig, results: Path) -> None:
-    """What ``prepare`` checks, without building the model or loading weights: the device, the data (every
-    split; synthetic data is generated and cached), the variant's settings and the inputs it needs."""
+    """What ``prepare`` checks, without building the model or loading weights: the device (its index too),
+    the model's shared sizes and each component's settings, the data (every split; synthetic data is
+    generated and cached) and the inputs the variant needs. Not checked: that a pretrained text model's
+    weights load (its folder is found, the weights are read only when the model is built)."""
     resolve_device(cfg.device)
+    spec = check_variant(cfg.model)  # the cheap checks first
     dataset, splits = open_dataset(cfg.data, results)
-    check_inputs(check_variant(cfg.model), splits[dataset.splits[0]])
+    check_inputs(spec, splits[dataset.splits[0]])
 
 
 def prepare(cfg: RunConfig, results: Path, vocab_words: list[str] | None = None) -> Prepared:
     """Open and check the data, build the vocabulary (from train) and the seeded model."""
     device = resolve_device(cfg.device)
+    spec = check_variant(cfg.model)
     dataset, splits = open_dataset(cfg.data, results)
     train = splits[dataset.splits[0]]
-    check_inputs(check_variant(cfg.model), train)
+    check_inputs(spec, train)
     seed_everything(cfg.seed)  # before the model is built; it costs ~2 s, so after the data checks
     vocab = Vocabulary(vocab_words) if vocab_words else Vocabulary.build(train.captions, cfg.data.vocab_min_count)
     dims = feature_dims(train, len(vocab))
@@ -180,7 +184,7 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
         vocab.save(run_dir / "vocab.json")
         (run_dir / "environment.json").write_text(json.dumps(env, indent=2))
     with tracking.tracked_run(cfg, experiment, str(device), run_id=run_id, run_name=None if run_id else run_dir.name,
-                              tags={"run_dir": str(run_dir.resolve())}, env=env) as tracked:
+                              tags={"run_dir": str(run_dir.resolve())}, env=env, record=checkpoint is None) as tracked:
         (run_dir / "run.json").write_text(json.dumps({"mlflow_run_id": tracked.run_id, "experiment_id": experiment}))
         print(f"run {run_dir.name}: variant {cfg.model.variant}, {count_parameters(model):,} parameters, device {device}, "
               f"MLflow run {tracked.run_id}", flush=True)
@@ -198,7 +202,7 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         summary = {"best_epoch": progress.best_epoch, "best_dev_rsum": progress.best_rsum,
                    "wall_seconds": seconds, "peak_rss_mb": peak_rss_mb}
-        mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items()} | summary)
+        mlflow.log_metrics({TEST_PREFIX + k: v for k, v in result.metrics.items()} | summary)
         _save_outputs(run_dir, result, summary)
         for name in ("config.toml", "vocab.json", "environment.json", "metrics.json", "ranks.npz"):
             mlflow.log_artifact(str(run_dir / name))

@@ -7,9 +7,7 @@ from pathlib import Path
 from benchmark.config import DataConfig, ModelConfig
 from benchmark.data.datasets import open_dataset
 from benchmark.data.vocab import Vocabulary
-from variants import FeatureDims
-from variants import count_parameters
-from variants import ALIASES, AXES
+from variants import ALIASES, AXES, FeatureDims, count_parameters
 
 
 def _dims(dataset: str, data_root: str | None, results_dir: Path) -> FeatureDims:

@@ -49,15 +49,15 @@ def _same_config(run, cfg: RunConfig) -> bool:
     return not configuration.differences(configuration.resolve(path), cfg)
 
 
-def test_rsum_key(dataset: str) -> str:
+def headline_rsum_key(dataset: str) -> str:
     """The MLflow metric of a run's headline test rSum (``test_1k_rsum`` on COCO)."""
-    return f"test_{dataset_spec(dataset).headline.key('rsum')}"
+    return dataset_spec(dataset).headline.test_key("rsum")
 
 
 def find_finished(experiment_id: str, cell: Cell) -> str | None:
     """The newest FINISHED run with test metrics and the same config, if any."""
     for run in _candidates(experiment_id, cell, ("FINISHED",)):
-        if test_rsum_key(cell.cfg.data.dataset) in run.data.metrics and _same_config(run, cell.cfg):
+        if headline_rsum_key(cell.cfg.data.dataset) in run.data.metrics and _same_config(run, cell.cfg):
             return run.info.run_id
     return None
 

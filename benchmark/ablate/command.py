@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import runner, tracking
-from benchmark.ablate.cells import Cell, find_finished, find_resumable, test_rsum_key
+from benchmark.ablate.cells import Cell, find_finished, find_resumable, headline_rsum_key
 from benchmark.ablate.claims import Row, check_claims, claims_records, claims_table
 from benchmark.ablate.execute import run_cells
 from benchmark.ablate.grid import cell_configs, load_grid
@@ -71,7 +71,7 @@ def run_ablation(base: RunConfig, results: Path, grid_name: str = "dsrln", n_see
         finished[0] += 1
         if run_id:
             cell.run_id = run_id
-            rsum = MlflowClient().get_run(run_id).data.metrics.get(test_rsum_key(cell.cfg.data.dataset), float("nan"))
+            rsum = MlflowClient().get_run(run_id).data.metrics.get(headline_rsum_key(cell.cfg.data.dataset), float("nan"))
             print(f"[{finished[0]}/{len(cells)}] {cell.name}: test rSum {rsum:.1f} in {seconds:.0f} s (MLflow run {run_id})", flush=True)
         else:
             problems.append(f"{cell.name}: {problem}")

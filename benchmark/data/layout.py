@@ -25,6 +25,7 @@ from pathlib import Path
 
 CAPTIONS_PER_IMAGE = 5
 TWIN_KINDS = ("layout", "scene", "attribute")
+TEST_PREFIX = "test_"  # of every test metric a run logs to MLflow
 # The optional inputs a variant may need: what each is called, and which files of a split hold it.
 INPUTS = {"boxes": ("boxes", "{split}_boxes.npy (or GSMN's {split}_ims_bbx.npy + {split}_ims_size.npy)"),
           "grid": ("grid features", "{split}_grid.npy")}
@@ -43,6 +44,10 @@ class Benchmark:
     def key(self, metric: str) -> str:
         """Its name for a metric: ``rsum`` -> ``1k_rsum``."""
         return self.prefix + metric
+
+    def test_key(self, metric: str) -> str:
+        """Its name for a test metric as runs log it to MLflow: ``rsum`` -> ``test_1k_rsum``."""
+        return TEST_PREFIX + self.key(metric)
 
     def ranks_keys(self, direction: str) -> list[str]:
         """The keys that hold one direction's per-query ranks, fold by fold."""

@@ -62,7 +62,7 @@ def load_runs(experiment: str, dataset: str | None = None, variants: list[str] |
         drop(frame["tags.sweep.role"].notna(), "sweep runs (they never evaluate on test)")
     statuses = ("FINISHED", "FAILED", "KILLED") if include_unfinished else ("FINISHED",)
     drop(~frame["status"].isin(statuses), "unfinished runs (failed, killed or running)")
-    headlines = sorted({f"metrics.test_{spec.headline.key('rsum')}" for spec in DATASETS.values()} & set(frame.columns))
+    headlines = sorted({f"metrics.{spec.headline.test_key('rsum')}" for spec in DATASETS.values()} & set(frame.columns))
     has_test = frame[headlines].notna().any(axis=1)  # all False without such columns
     drop(~has_test, "runs without test metrics")
     if dataset:

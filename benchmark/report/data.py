@@ -64,7 +64,7 @@ class ReportData:
                 for r in self.runs_of(dataset, label).itertuples()}
 
     def compare(self, dataset: str, benchmark: Benchmark, baseline: str, variant: str, axis: str) -> Comparison:
-        column = f"test_{benchmark.key('rsum')}"
+        column = benchmark.test_key("rsum")
         base_values = self.runs_of(dataset, baseline)[column].to_numpy(float)
         variant_values = self.runs_of(dataset, variant)[column].to_numpy(float)
         paired = stats.compare_paired(self.scores(dataset, variant, benchmark), self.scores(dataset, baseline, benchmark))

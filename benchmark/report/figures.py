@@ -49,7 +49,7 @@ def seed_rsum(data: ReportData, datasets: list[str], folder: Path) -> list[Path]
     for ax, (dataset, benchmark) in zip(axes[0], panels, strict=True):
         runs = data.runs[data.runs["dataset"] == dataset]
         order = data.labels(dataset)
-        column = f"test_{benchmark.key('rsum')}"
+        column = benchmark.test_key("rsum")
         sns.stripplot(data=runs, x="label", y=column, order=order, ax=ax, size=7, jitter=False, color="C0", alpha=0.7)
         sns.pointplot(data=runs, x="label", y=column, order=order, ax=ax, linestyles="none", markers="_",
                       markersize=25, errorbar=None, color="black")

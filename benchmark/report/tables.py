@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from benchmark.data.layout import TWIN_KINDS
+from benchmark.data.layout import TEST_PREFIX, TWIN_KINDS
 from benchmark.errors import UserError
 from benchmark.foils import KINDS as FOIL_KINDS
 from benchmark.metrics import SUMMARY_KEYS
@@ -81,7 +81,7 @@ def main_table(data: ReportData, datasets: list[str], baseline: str | None) -> t
         row = [Cell(label), Cell("/".join(str(len(data.runs_of(d, label))) for d in datasets))]
         for dataset, benchmark in covered:
             runs = data.runs_of(dataset, label)
-            keys = [f"test_{benchmark.key(key)}" for _, key in METRICS]
+            keys = [benchmark.test_key(key) for _, key in METRICS]
             row += [Cell(_mean_std(runs[k]) if k in runs else "–") for k in keys]
         rows.append(row)
     _bold_best(rows, data, covered, labels)
@@ -113,7 +113,7 @@ def _bold_best(rows, data, covered, labels) -> None:
             means = []
             for label in labels:
                 runs = data.runs_of(dataset, label)
-                column = f"test_{benchmark.key(key)}"
+                column = benchmark.test_key(key)
                 means.append(runs[column].mean() if column in runs and not runs.empty else math.nan)
             if all(math.isnan(m) for m in means):
                 continue
@@ -184,7 +184,7 @@ def diagnostics_table(data: ReportData) -> Table | None:
         shares = []
         for dataset in datasets:
             runs = data.runs[data.runs["dataset"] == dataset]
-            parts = [f"{k} {runs[f'test_foiled_{k}'].iloc[0]:.0f}%" for k in FOIL_KINDS if f"test_foiled_{k}" in runs]
+            parts = [f"{k} {runs[f'{TEST_PREFIX}foiled_{k}'].iloc[0]:.0f}%" for k in FOIL_KINDS if f"{TEST_PREFIX}foiled_{k}" in runs]
             if parts:
                 shares.append(f"{dataset}: {', '.join(parts)}")
         caption += ("Caption foils (real data): percent of test captions scored above a minimally edited foil for their own "

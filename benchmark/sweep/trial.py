@@ -48,6 +48,7 @@ def objective(trial, ctx: SweepContext, on_epoch=None) -> float:
     trial.set_user_attr("sweep_run", ctx.parent_run_id)  # which invocation ran it (workers may be on several machines)
     cfg = trial_config(ctx, suggest(trial, ctx.space))
     setup_seconds = train_seconds = 0.0
+    prepared = None
     try:
         prepared = runner.prepare(cfg, Path(ctx.results))
         setup_seconds = time.perf_counter() - started
@@ -79,7 +80,7 @@ def objective(trial, ctx: SweepContext, on_epoch=None) -> float:
         raise
     except Exception as exc:
         trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-        if not isinstance(exc, UserError) and setup_seconds:  # a setup error is the sweep's to report
+        if not isinstance(exc, UserError) and prepared is not None:  # a setup error is the sweep's to report
             traceback.print_exc()
         raise
     finally:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from variants import l2norm
-from variants.alignment_local import local_similarity
+from variants.alignment_local import attention_logits, local_similarity
 
 
 @dataclass
@@ -27,13 +27,15 @@ class BenchResult:
         return f"{self.alignment:22} {self.pairs_per_s:12,.0f} pairs/s   1K test {f30k / 60:6.1f} min   COCO 5K {coco / 60:7.1f} min"
 
 
-def naive_local(regions: torch.Tensor, words: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
+def naive_local(regions: torch.Tensor, words: torch.Tensor, mask: torch.Tensor, temperature: float,
+                norm: str = "scan") -> torch.Tensor:
     """Materialises every word's context: the straightforward batched einsum the identity avoids."""
     v, w = l2norm(regions), l2norm(words)
-    attention = torch.softmax(temperature * torch.einsum("ike,tle->itlk", v, w), dim=-1)
-    context = l2norm(torch.einsum("itlk,ike->itle", attention, v))
-    cosines = (context * w[None]).sum(-1)
     maskf = mask.to(v.dtype)
+    logits = attention_logits(torch.einsum("ike,tle->iktl", v, w), maskf, norm)
+    attention = torch.softmax(temperature * logits, dim=1)
+    context = l2norm(torch.einsum("iktl,ike->itle", attention, v))
+    cosines = (context * w[None]).sum(-1)
     return (cosines * maskf).sum(-1) / maskf.sum(-1).clamp(min=1.0)
 
 

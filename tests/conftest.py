@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,26 @@ def results(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("results")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{path / 'mlflow.db'}"
     return path
+
+
+def require(available: object, why: str) -> None:
+    """A prerequisite that `.ci/run` installs: skip, saying why, when it is missing here; under CI, fail instead."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}; .ci/run installs it, so under CI this is a failure, not a skip")
+    pytest.skip(why)
+
+
+def has_latex() -> bool:
+    """Whether pdflatex is here, for tests that also compile their output. Under CI a missing engine fails the
+    test; elsewhere the test goes on without compiling, with a warning in the summary."""
+    if shutil.which("pdflatex"):
+        return True
+    if os.environ.get("CI"):
+        pytest.fail("no pdflatex; .ci/run installs texlive-latex-recommended, so under CI this is a failure")
+    warnings.warn("no LaTeX engine here, so the generated LaTeX was not compiled (apt-get install texlive-latex-recommended)")
+    return False
 
 
 def tiny_config(**overrides) -> config.RunConfig:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
-from conftest import tiny_config
+from conftest import has_latex, tiny_config
 
 from benchmark.ablate import run_ablation
 from benchmark.ablate.claims import claim_verdict, row_verdict
@@ -36,7 +35,7 @@ def test_a_tiny_grid_completes_and_a_rerun_reuses_every_cell(results, grid_file,
     measured = [r for r in claims["rows"] if r["baseline"] == "sa" and r["variant"] == "gisa"]
     assert {r["evidence"] for r in measured} == {"rSum", "probe layout"} and all(r["seeds"] == [0, 1] for r in measured)
     assert (first.report_dir / "report.md").is_file() and (first.report_dir / "claims.md").is_file()
-    if shutil.which("pdflatex"):
+    if has_latex():
         done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "claims_document.tex"],
                               cwd=first.report_dir, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout[-2000:]
@@ -79,3 +78,41 @@ def test_the_default_grid_and_bad_grids(tmp_path):
         load_grid(str(bad))
     with pytest.raises(UserError, match="grid file nope does not exist"):
         load_grid("nope")
+
+
+def _another(key: str, value):
+    """A different valid value for a config field."""
+    if key == "model.variant":
+        return "gisa"
+    if key == "data.dataset":
+        return "f30k"
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 2 + 0.5
+    if isinstance(value, list):
+        return [v + 1 for v in value] or [1]
+    return value + "-other"
+
+
+def test_a_finished_cell_is_reused_only_by_the_same_config_field_by_field(results):
+    """Reuse is refused for a change in any field that changes the numbers (every such field of the config,
+    taken from the config itself) and allowed for a change in where the run goes."""
+    from benchmark import config as configuration
+    from benchmark import runner, tracking
+    from benchmark.ablate.cells import Cell, find_finished
+
+    cfg = tiny_config(experiment="reuse-tests", train={"epochs": 1})
+    run_id = runner.run(cfg, results).run_id
+    experiment = tracking.experiment_id(cfg.experiment, results)
+    assert find_finished(experiment, Cell(cfg)) == run_id
+    fields = configuration.flatten(cfg)
+    for key in configuration.UNHASHED - {"experiment"}:
+        assert find_finished(experiment, Cell(configuration.with_values(cfg, {key: _another(key, fields[key])}))) == run_id, key
+    changed = [key for key in fields if key not in configuration.UNHASHED]
+    assert len(changed) > 40
+    for key in changed:
+        other = configuration.with_values(cfg, {key: _another(key, fields[key])})
+        assert find_finished(experiment, Cell(other)) is None, f"a cell with another {key} reused the run"

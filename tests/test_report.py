@@ -10,6 +10,7 @@ import subprocess
 import mlflow
 import numpy as np
 import pytest
+from conftest import has_latex, require
 from test_cli import one_error_line
 
 from benchmark import tracking
@@ -111,7 +112,7 @@ def test_real_benchmarks_get_reported_rows_with_notes(results, tmp_path):
     assert any(r["Method"].startswith("VSE-infinity (BUTD region) (BERT)") for r in reported)
     assert all(r["Flickr30K 1K rSum"] != "–" for r in reported)
     assert any("ensemble of two models" in note for note in data["tables"]["main"]["notes"])
-    if shutil.which("pdflatex"):  # the reference rows' names and notes compile too
+    if has_latex():  # the reference rows' names and notes compile too
         compile_latex(tmp_path / "out", tmp_path)
 
 
@@ -128,10 +129,6 @@ def test_latex_names_are_escaped():
     assert tex_escape("gisa+dif_x 50% a&b") == r"gisa+dif\_x 50\% a\&b"
 
 
-NO_LATEX = pytest.mark.skipif(shutil.which("pdflatex") is None,
-                              reason="no LaTeX engine here (Debian: apt-get install texlive-latex-recommended)")
-
-
 def compile_latex(folder, tmp_path):
     shutil.copy(folder / "report.tex", tmp_path / "report.tex")
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=tmp_path,
@@ -140,8 +137,8 @@ def compile_latex(folder, tmp_path):
     assert (tmp_path / "report.pdf").stat().st_size > 1000
 
 
-@NO_LATEX
 def test_the_latex_compiles(report, tmp_path):
+    require(shutil.which("pdflatex"), "no LaTeX engine here (Debian: apt-get install texlive-latex-recommended)")
     compile_latex(report[0], tmp_path)
 
 

@@ -1,12 +1,13 @@
 """Distributed storage for real: two sweep workers share one study on a throwaway PostgreSQL server.
 
 The server is started from Debian's ``postgresql`` package (``.ci/run`` installs it); the test
-skips, saying why, only where no server can be started here.
+skips, saying why, where no server can be started here, and under CI (``CI=true``) fails instead.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import socket
@@ -17,7 +18,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
-from conftest import tiny_config
+from conftest import require, tiny_config
 from test_sweep import SMALL_SPACE
 
 from benchmark.sweep import SweepOptions, run_sweep
@@ -38,9 +39,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def postgres_url():
     initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) here; install Debian's postgresql package")
-    pytest.importorskip("psycopg", reason='the PostgreSQL driver is missing; pip install -e ".[postgres]"')
+    require(initdb and pg_ctl, "no PostgreSQL server binaries (initdb, pg_ctl) here; install Debian's postgresql package")
+    require(importlib.util.find_spec("psycopg"), 'the PostgreSQL driver is missing; pip install -e ".[postgres]"')
     folder = Path(tempfile.mkdtemp(prefix="itr-bench-pg-"))  # not under pytest's 0700 root: the server user must reach it
     as_server_user = []
     if os.getuid() == 0:  # PostgreSQL refuses to run as root
@@ -53,7 +53,7 @@ def postgres_url():
         subprocess.run([*as_server_user, pg_ctl, "-D", str(folder / "data"), "-l", str(folder / "server.log"), "-w",
                         "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"could not start a PostgreSQL server here: {exc}")
+        require(False, f"could not start a PostgreSQL server here: {exc}")
     yield f"postgresql://bench:not-a-secret@127.0.0.1:{port}/postgres"
     subprocess.run([*as_server_user, pg_ctl, "-D", str(folder / "data"), "-m", "immediate", "stop"], capture_output=True)
     shutil.rmtree(folder, ignore_errors=True)

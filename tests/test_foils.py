@@ -20,6 +20,7 @@ from variants import FeatureDims, build_model
     ("a dog chasing a cat", "a cat chasing a dog"),
     ("A man sits on a bench", "A bench sits on a man"),
     ("A red dog left of a blue cat in the park .", "A red cat left of a blue dog in the park ."),
+    # README: the heads of the first two determiner phrases; "shaggy hair" has no determiner, so it is not one
     ("Two young guys with shaggy hair look at their hands .", "Two young hands with shaggy hair look at their guys ."),
     ("a dog and a dog", None),  # the same noun twice: nothing to swap
     ("people walking", None),  # no determiner phrase

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import mlflow
 import optuna
 import pytest
-from conftest import tiny_config
+from conftest import require, tiny_config
 from test_cli import one_error_line
 
 from benchmark import config
@@ -159,10 +161,11 @@ def test_bad_sweep_options_are_one_clear_line(capsys, tmp_path):
 
 
 def test_an_unreachable_storage_is_one_clear_line_with_the_password_masked(capsys, results, space_file):
+    require(importlib.util.find_spec("psycopg"), 'the PostgreSQL driver is missing; pip install -e ".[postgres]"')
     url = "postgresql://bench:secret@127.0.0.1:1/optuna"
     line = one_error_line(capsys, ["sweep", "--storage", url, "--space", space_file, "--results-dir", str(results),
                                    "--config", _tiny_toml(results)])
-    assert "cannot open the Optuna storage postgresql://bench:***@127.0.0.1:1/optuna" in line or "pip install" in line
+    assert line.startswith("error: cannot open the Optuna storage postgresql://bench:***@127.0.0.1:1/optuna (")
     assert "secret" not in line
 
 

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import variants
 from benchmark import config as configuration
 from benchmark.errors import UserError
 
@@ -104,6 +105,7 @@ def run_tags(cfg: configuration.RunConfig, device: str, env: dict[str, Any]) -> 
     tags = {
         "variant": cfg.model.variant, "dataset": cfg.data.dataset, "seed": str(cfg.seed), "device": device,
         "config_hash": configuration.config_hash(cfg), "git_commit": env["git_commit"],
+        "variants_revision": str(variants.REVISION),
     }
     return tags | {f"version.{name}": version for name, version in env["packages"].items()}
 

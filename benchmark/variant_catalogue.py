@@ -83,7 +83,7 @@ def catalogue(details: bool, dataset: str, data_root: str | None, results_dir: P
         lines.append(f"parameter counts for {dataset} dims: {dims}, embed_dim {model_cfg.embed_dim}")
         lines += ["", "one-component pairs of the default ablation grid (dsrln): whole-model parameters, and where they differ"]
         for pair in grid_pairs("dsrln", model_cfg, dims):
-            where = ", ".join(pair.modules) if pair.differing else "nowhere: same parameters"
+            where = f"differ in {', '.join(pair.modules)}" if pair.differing else "the same parameters"
             lines.append(f"  {pair.baseline} -> {pair.variant} ({pair.axis}): {pair.baseline_count:,} -> {pair.variant_count:,} "
-                         f"({pair.variant_count - pair.baseline_count:+,}); differ in {where}")
+                         f"({pair.variant_count - pair.baseline_count:+,}); {where}")
     return "\n".join(lines).rstrip()

@@ -102,6 +102,8 @@ def test_a_finished_cell_is_reused_only_by_the_same_config_field_by_field(result
     taken from the config itself) and allowed for a change in where the run goes."""
     from benchmark import config as configuration
     from benchmark import runner, tracking
+    from mlflow.tracking import MlflowClient
+
     from benchmark.ablate.cells import Cell, find_finished
 
     cfg = tiny_config(experiment="reuse-tests", train={"epochs": 1})
@@ -116,3 +118,5 @@ def test_a_finished_cell_is_reused_only_by_the_same_config_field_by_field(result
     for key in changed:
         other = configuration.with_values(cfg, {key: _another(key, fields[key])})
         assert find_finished(experiment, Cell(other)) is None, f"a cell with another {key} reused the run"
+    MlflowClient().set_tag(run_id, "variants_revision", "0")  # the same config, trained by other component code
+    assert find_finished(experiment, Cell(cfg)) is None

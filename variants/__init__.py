@@ -19,7 +19,7 @@ from variants._base import (
     cell_boxes,
     l2norm,
 )
-from variants._registry import ALIASES, AXES, VariantSpec, one_component_pairs, parse_variant
+from variants._registry import ALIASES, AXES, REVISION, VariantSpec, one_component_pairs, parse_variant
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):
@@ -27,6 +27,6 @@ for _module in pkgutil.iter_modules(__path__):
 
 from variants._model import RetrievalModel, build_model, check, count_parameters  # noqa: E402
 
-__all__ = ["ALIASES", "AXES", "FeatureDims", "ImageBatch", "ImageEmbedding", "RetrievalModel", "TextBatch", "TextEmbedding",
+__all__ = ["ALIASES", "AXES", "REVISION", "FeatureDims", "ImageBatch", "ImageEmbedding", "RetrievalModel", "TextBatch", "TextEmbedding",
            "VariantSpec", "build_model", "cell_boxes", "check", "count_parameters", "l2norm", "one_component_pairs",
            "parse_variant"]

@@ -21,7 +21,7 @@ from variants._base import (
     TextEmbedding,
     l2norm,
 )
-from variants._registry import VariantSpec, parse_variant
+from variants._registry import AXES, VariantSpec, parse_variant
 
 if TYPE_CHECKING:
     from benchmark.config import ModelConfig
@@ -33,12 +33,16 @@ class RetrievalModel(nn.Module):
     def __init__(self, spec: VariantSpec, cfg: ModelConfig, dims: FeatureDims):
         super().__init__()
         self.spec = spec
-        relation, source, alignment, text = spec.components()
-        self.region_proj = nn.Linear(dims.region_dim, cfg.embed_dim)
-        self.relation = relation.factory(cfg, dims)
-        self.source = source.factory(cfg, dims)
-        self.alignment = alignment.factory(cfg, dims)
-        self.text = text.factory(cfg, dims)
+        # Each part is initialised from its own seed, drawn once from the global generator: two variants that
+        # differ in one component then start every other part from the same weights (otherwise the extra
+        # parameters of, say, GISA would shift the random stream of everything built after them).
+        base = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        factories = {"region_proj": lambda: nn.Linear(dims.region_dim, cfg.embed_dim)}
+        factories |= {axis: (lambda c=component: c.factory(cfg, dims)) for axis, component in zip(AXES, spec.components(), strict=True)}
+        for index, (name, build) in enumerate(factories.items()):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(base + index)
+                setattr(self, name, build())
 
     def encode_images(self, batch: ImageBatch) -> ImageEmbedding:
         regions = self.relation(self.region_proj(batch.regions), batch)

@@ -75,6 +75,9 @@ ALIGNMENT = Registry("alignment", "how an image and a caption are scored", defau
 TEXT = Registry("text", "caption encoder", default="bigru")
 AXES = {registry.axis: registry for registry in (RELATION, SOURCE, ALIGNMENT, TEXT)}
 NO_RELATION = "none"  # the relation component that leaves regions as they are
+# Bump when a change to the components changes the numbers a config computes: a finished run of another
+# revision is never reused for an ablation cell (its saved config may be identical).
+REVISION = 2
 ALIASES: dict[str, str] = {}  # e.g. a paper's name for a full combination of tokens
 
 

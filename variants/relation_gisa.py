@@ -3,7 +3,7 @@
 DSRLN's abstract says GISA "extends the vanilla self-attention network from two aspects"; its
 full text is not available to us, so the two aspects are built from the prior work it cites, and
 each can be switched off for ablation (``model.gisa_geometry``, ``model.gisa_interaction``; with
-both off GISA is vanilla SA, parameter for parameter):
+both off, and ``gisa_values`` off, GISA is vanilla SA, parameter for parameter):
 
 1. **Geometry** (Relation Networks, Hu et al. CVPR 2018; Object Relation Transformer, Herdade et
    al. NeurIPS 2019). For boxes m, n with centres (x, y) and sizes (w, h), the relative geometry
@@ -28,7 +28,7 @@ Three departures from ORT, each checked by a test:
   1/1000. On a signed coordinate that wraps the high bands many times, so their sign no longer
   follows the sign of the offset, and a linear map cannot read "left of" from them. Here every band
   keeps ``|angle| < pi`` over the whole coordinate range (``GEOMETRY_RANGE``), so ``sin`` has the
-  sign of the offset in every band, and the bands span a factor of ``FREQUENCY_SPREAD``.
+  sign of the offset in every band; band k has frequency ``FREQUENCY_SPREAD ** (-k / bands)``.
 - **softplus, not ReLU.** ORT's ``log(max(relu(w_G), 1e-6))`` has no gradient wherever
   ``w_G <= 1e-6``: a head whose ``w_G`` starts negative for every pair never learns geometry. With the
   smooth embedding above that happened to 24 of 80 freshly initialised heads on the synthetic boxes

@@ -1,8 +1,8 @@
 """``sa-pos``: vanilla self-attention over regions that each know where they are (absolute position).
 
-The control for GISA's *relative* geometry. Many ITR models add a learned embedding of each box's
-absolute position to its region feature (e.g. the 5-d ``[x1, y1, x2, y2, area]`` of VSRN's and
-UNITER-style box encodings) and leave the attention vanilla. If ``sa-pos`` matches ``gisa`` on the
+The control for GISA's *relative* geometry. Many vision-language models add a learned embedding of
+each box's absolute position to its region feature (ViLBERT's 5-d ``[x1, y1, x2, y2, area]``; UNITER
+uses a 7-d variant) and leave the attention vanilla. If ``sa-pos`` matches ``gisa`` on the
 layout probe, knowing where each region is suffices and relative geometry adds nothing.
 """
 
@@ -34,6 +34,6 @@ class AbsolutePositionEncoder(SelfAttentionEncoder):
 
 
 @RELATION.register("sa-pos", description="vanilla self-attention over regions plus a learned embedding of each box (absolute position)",
-                   source="control for GISA: absolute box position, as VSRN and UNITER-style box encodings", requires=("boxes",))
+                   source="control for GISA: absolute box position, as ViLBERT's box encoding", requires=("boxes",))
 def self_attention_with_position(cfg, dims: FeatureDims) -> nn.Module:
     return AbsolutePositionEncoder(cfg.embed_dim, cfg.num_heads, cfg.num_layers, cfg.dropout, cfg.query_norm)

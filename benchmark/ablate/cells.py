@@ -2,7 +2,8 @@
 
 A cell is reused when the experiment holds a FINISHED run with test metrics whose saved
 ``config.toml`` equals the cell's config in everything that changes the numbers (configs hold the
-canonical variant name, so ``dsrln`` and ``gisa+dif+hier`` are the same cell).
+canonical variant name, so ``dsrln`` and ``gisa+dif+hier`` are the same cell) and that was trained by
+the same component code (its ``variants_revision`` tag equals ``variants.REVISION``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from benchmark import config as configuration
 from benchmark.config import RunConfig
 from benchmark.data.loader import dataset_spec
+from variants import REVISION
 
 
 @dataclass
@@ -34,7 +36,8 @@ def _candidates(experiment_id: str, cell: Cell, statuses: tuple[str, ...]):
     from mlflow.tracking import MlflowClient
 
     runs = MlflowClient().search_runs([experiment_id], filter_string=(
-        f"tags.variant = '{cell.variant}' AND tags.seed = '{cell.cfg.seed}' AND tags.dataset = '{cell.cfg.data.dataset}'"),
+        f"tags.variant = '{cell.variant}' AND tags.seed = '{cell.cfg.seed}' AND tags.dataset = '{cell.cfg.data.dataset}' "
+        f"AND tags.variants_revision = '{REVISION}'"),  # runs of other component code are never reused
         order_by=["attributes.start_time DESC"])
     return [r for r in runs if r.info.status in statuses and "sweep.role" not in r.data.tags]
 

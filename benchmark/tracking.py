@@ -143,12 +143,12 @@ class TrackedRun:
 @contextlib.contextmanager
 def tracked_run(cfg: configuration.RunConfig, experiment: str, device: str, *, run_id: str | None = None,
                 run_name: str | None = None, parent_run_id: str | None = None, tags: dict[str, str] | None = None,
-                env: dict[str, Any] | None = None, echo: bool = True, record: bool | None = None,
+                env: dict[str, Any] | None = None, echo: bool = True, record: bool = True,
                 stopped: tuple[type[BaseException], ...] = (), outcome_tag: str | None = None) -> Iterator[TrackedRun]:
     """Start a run (or reopen ``run_id``), record its config and tags, and end it by outcome.
 
-    The config and tags are recorded when ``record`` is true, by default for a new run only (a resumed
-    run passes ``record=True`` when it had not finished an epoch, as its start may not have got that far).
+    The config and tags are recorded when ``record`` is true; a resumed run that has finished an epoch
+    passes ``record=False`` (it recorded them when it started).
 
     The block's outcome is ``complete`` (FINISHED), ``interrupted`` by Ctrl-C or SIGTERM (KILLED),
     ``pruned`` when it raises one of ``stopped`` (KILLED), else ``failed`` (FAILED). A run nested
@@ -160,7 +160,7 @@ def tracked_run(cfg: configuration.RunConfig, experiment: str, device: str, *, r
                               parent_run_id=parent_run_id, nested=parent_run_id is not None)
     run = TrackedRun(active.info.run_id, echo)
     try:
-        if run_id is None if record is None else record:
+        if record:
             mlflow.log_params(configuration.flatten(cfg))
             mlflow.set_tags(run_tags(cfg, device, env or environment()) | (tags or {}))
         yield run

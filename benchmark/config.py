@@ -38,9 +38,9 @@ def _role(role: str, default: Any) -> Any:
 class SyntheticConfig:
     """Size and difficulty of the synthetic diagnostic dataset (see ``benchmark.data.synthetic``)."""
 
-    train_groups: int = 500  # groups of four images (base + three twins)
+    train_groups: int = 500  # groups of five images (a base and its four twins)
     dev_groups: int = 100
-    test_groups: int = 250  # 250 groups = 1,000 test images, like the Flickr30K 1K test
+    test_groups: int = 250  # 250 base images (1,250 captions) in the twin-free retrieval pool; twins only probe
     n_regions: int = 16  # regions per image (real BUTD features have 36)
     region_dim: int = 128
     grid_size: int = 4  # grid_size x grid_size cells (real data: DLCT's 7x7); 4x4 keeps local alignment cheap
@@ -48,6 +48,7 @@ class SyntheticConfig:
     n_classes: int = 10
     n_colours: int = 6
     n_scenes: int = 6
+    n_surfaces: int = 6  # what each mentioned object stands on (grid only): the context probe
     objects_per_image: int = 3  # two mentioned objects plus distractors
     regions_per_object: int = 3
     noise: float = 0.5  # std of the Gaussian noise added to every feature
@@ -92,8 +93,8 @@ class TrainConfig:
 
     epochs: int = 6
     batch_size: int = 64  # (the f30k/coco presets use the field's 128)
-    lr: float = 5e-4
-    lr_milestones: list[int] = field(default_factory=lambda: [4])  # epochs where lr *= lr_gamma
+    lr: float = 1e-3  # synthetic default; the f30k/coco presets use the field's 5e-4 / 2e-4
+    lr_milestones: list[int] = field(default_factory=lambda: [5])  # epochs where lr *= lr_gamma
     lr_gamma: float = 0.1
     weight_decay: float = 1e-4
     pretrained_lr_scale: float = 0.1  # lr multiplier of pretrained weights (the bert encoder), as vse_infty
@@ -101,6 +102,7 @@ class TrainConfig:
     margin: float = 0.2  # hinge margin of the triplet loss (VSE++)
     warmup_epochs: int = 1  # epochs of sum-over-negatives before hardest negatives (vse_infty)
     group_batches: bool = True  # keep twin groups in one batch, so twins are hard negatives
+    twins_in_hardest: bool = False  # let twins compete for VSE++'s hardest-negative slot (before v2; see loss.py)
     amp: bool = True  # bfloat16 autocast, on CUDA only
 
 

@@ -4,6 +4,11 @@ Images and captions are encoded once; the ``(n_images, 5 n_images)`` similarity 
 filled block by block (``eval.image_chunk`` images against all captions), so that COCO 5K
 (5,000 x 25,000) and heavier alignments stay within memory. Per-query ranks are kept for paired
 significance tests.
+
+A split with twins (synthetic) is scored twin-free: only the base images and their captions form
+the retrieval pool, so no rank depends on a pair that a variant's inputs cannot tell apart by
+construction. The twins are scored against their base's captions for the probes only; the other
+captions of twins are never encoded at evaluation.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from benchmark.metrics import (
     metrics_from_ranks,
     query_ranks,
 )
-from benchmark.probes import probe_accuracy, probe_outcomes
+from benchmark.probes import base_captions, probe_accuracy, probe_outcomes
 from variants import ImageEmbedding, RetrievalModel, TextEmbedding
 
 
@@ -83,7 +88,14 @@ def similarity_matrix(model: RetrievalModel, images: ImageEmbedding, texts: Text
 
 
 def score(sims: np.ndarray, benchmarks: tuple[Benchmark, ...] = (WHOLE_SPLIT,), twins: np.ndarray | None = None) -> Evaluation:
-    """Protocol metrics and per-query ranks of a similarity matrix for each benchmark (COCO: 1K and 5K)."""
+    """Protocol metrics and per-query ranks of a similarity matrix for each benchmark (COCO: 1K and 5K).
+
+    With ``twins``, ``sims`` holds every image against the base captions only (``probes.base_captions``):
+    retrieval is scored on the base images' rows, the probes on the twins'.
+    """
+    probes = probe_outcomes(sims, twins) if twins is not None and len(twins) else {}
+    if twins is not None:
+        sims = sims[twins[:, 0]]
     metrics, ranks = {}, {}
     for benchmark in benchmarks:
         parts = fold_ranks(sims, benchmark.folds) if benchmark.folds > 1 else [query_ranks(sims)]
@@ -91,7 +103,6 @@ def score(sims: np.ndarray, benchmarks: tuple[Benchmark, ...] = (WHOLE_SPLIT,), 
         metrics |= {benchmark.key(k): v for k, v in values.items()}
         for direction in DIRECTIONS:
             ranks |= dict(zip(benchmark.ranks_keys(direction), (getattr(r, direction) for r in parts), strict=True))
-    probes = probe_outcomes(sims, twins) if twins is not None and len(twins) else {}
     return Evaluation(metrics=metrics | probe_accuracy(probes), ranks=ranks, probes=probes, benchmarks=benchmarks)
 
 
@@ -120,6 +131,8 @@ def evaluate(model: RetrievalModel, split: Split, token_ids: list[list[int]], cf
              foils: dict[str, tuple[np.ndarray, list[list[int]]]] | None = None) -> Evaluation:
     """Encode, score and rank one split; with ``foils`` (kind -> caption indices, foil token ids),
     also the caption-foil probes ``probe_foil_<kind>`` and the share of captions foiled."""
+    if split.twins is not None:  # twin-free pool: only the bases' captions are ever queries
+        token_ids = [token_ids[c] for c in (split.twins[:, :1] * CAPTIONS_PER_IMAGE + base_captions(1)).ravel()]
     images, texts = encode_split(model, split, token_ids, cfg, device, amp)
     sims = similarity_matrix(model, images, texts, cfg, device, amp, desc=f"scoring {split.name}")
     result = score(sims, benchmarks, split.twins)

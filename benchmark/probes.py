@@ -1,27 +1,84 @@
 """Twin probes on the synthetic data: does a base image outscore its twin for the base's captions?
 
-Pure functions over a similarity matrix and the ``(n_groups, 4)`` twin table
-``[base, layout, scene, attribute]``. Outcomes are kept per caption for paired tests.
+Pure functions over a similarity matrix of every image against the **base captions** (column
+``5 g + c`` is caption ``c`` of group ``g``'s base) and the ``(n_groups, 1 + len(TWIN_KINDS))`` twin
+table. Per caption, a win scores 1, a tie ½ and a loss 0: a model that cannot tell the pair apart
+scores ties (equal up to float rounding, ``TIE``), so it sits at chance, not at 0. The **group** score of a base is the product of
+its five captions' outcomes: 1 when every caption prefers the base (Winoground's group score, What's
+Up's set accuracy); its chance is ½⁵ ≈ 3.1%. Outcomes are kept per caption and per group for paired tests.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from benchmark.data.layout import CAPTIONS_PER_IMAGE, TWIN_KINDS
 
+CAPTION_CHANCE = 50.0  # % of captions that prefer the base, for a model that cannot tell the pair apart
+GROUP_CHANCE = 100.0 * 0.5**CAPTIONS_PER_IMAGE  # % of bases all of whose captions prefer it, by chance
+TIE = 1e-5  # scores closer than this are equal (float rounding of identical embeddings summed in another order)
+SATURATED = 95.0  # a probe every variant passes at this accuracy or more is not informative
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one twin probe measures, and the controls that make it valid."""
+
+    kind: str
+    capability: str
+    twin: str  # what differs between the base and its twin
+    blind: str  # a variant that cannot tell the pair apart by construction (tested), so sits at chance
+    positive: str  # the variant that has the capability and should solve it
+
+
+PROBES = {probe.kind: probe for probe in (
+    Probe("layout", "relation direction (GISA)", "the mentioned objects swap boxes", "sa", "gisa"),
+    Probe("binding", "word-region binding (local + global alignment)", "the mentioned objects swap colours", "none", "dsrln"),
+    Probe("context", "region-grid correspondence (DIF)", "the mentioned objects swap surfaces (grid only)", "gisa+concat", "gisa+dif"),
+    Probe("scene", "global context (grid vs region)", "the background changes (grid only)", "gisa", "gisa+dif"),
+)}
+assert tuple(PROBES) == TWIN_KINDS
+
+
+def base_captions(n_groups: int) -> np.ndarray:
+    """(n_groups, 5) column indices of each group's base captions in a probe similarity matrix."""
+    return np.arange(n_groups)[:, None] * CAPTIONS_PER_IMAGE + np.arange(CAPTIONS_PER_IMAGE)
+
 
 def probe_outcomes(sims: np.ndarray, twins: np.ndarray) -> dict[str, np.ndarray]:
-    """Per base caption and twin kind: True when the base image scores strictly higher."""
-    base = twins[:, 0]
-    captions = base[:, None] * CAPTIONS_PER_IMAGE + np.arange(CAPTIONS_PER_IMAGE)
-    true_scores = sims[base[:, None], captions]
-    return {
-        kind: (true_scores > sims[twins[:, column][:, None], captions]).ravel()
-        for column, kind in enumerate(TWIN_KINDS, start=1)
-    }
+    """Per twin kind, per base caption (group-major): 1 (base scores higher), ½ (tie) or 0."""
+    captions = base_captions(len(twins))
+    true_scores = sims[twins[:, :1], captions]
+    out = {}
+    for column, kind in enumerate(TWIN_KINDS, start=1):
+        margin = true_scores - sims[twins[:, column][:, None], captions]
+        out[kind] = np.where(np.abs(margin) <= TIE, 0.5, (margin > 0).astype(float)).ravel()
+    return out
+
+
+def group_outcomes(outcomes: np.ndarray) -> np.ndarray:
+    """Per base: the product of its five captions' outcomes (1 only when every caption prefers the base)."""
+    return outcomes.reshape(-1, CAPTIONS_PER_IMAGE).prod(axis=1)
 
 
 def probe_accuracy(outcomes: dict[str, np.ndarray]) -> dict[str, float]:
-    """``probe_<kind>``: percent of base captions that prefer the base image (chance is 50)."""
-    return {f"probe_{kind}": float(100.0 * hits.mean()) for kind, hits in outcomes.items()}
+    """``probe_<kind>`` (per caption, chance 50) and ``probe_<kind>_group`` (per base, chance 3.1), in %."""
+    out = {}
+    for kind, hits in outcomes.items():
+        out[f"probe_{kind}"] = float(100.0 * hits.mean())
+        if kind in PROBES:
+            out[f"probe_{kind}_group"] = float(100.0 * group_outcomes(hits).mean())
+    return out
+
+
+def informative(accuracies: dict[str, tuple[float, float]]) -> bool:
+    """Whether a probe can separate the variants of a grid: ``accuracies`` maps each variant to its
+    (mean, lower 95% bound) per-caption accuracy. Not when every variant reaches ``SATURATED``, nor
+    when none is above chance (its lower bound above ``CAPTION_CHANCE``)."""
+    if not accuracies:
+        return False
+    saturated = all(mean >= SATURATED for mean, _ in accuracies.values())
+    above_chance = any(low > CAPTION_CHANCE for _, low in accuracies.values())
+    return above_chance and not saturated

@@ -5,6 +5,7 @@ from __future__ import annotations
 from benchmark.data.layout import TWIN_KINDS, Benchmark
 from benchmark.foils import KINDS as FOIL_KINDS
 from benchmark.metrics import DIRECTIONS, RECALL_KS
+from benchmark.probes import CAPTION_CHANCE, GROUP_CHANCE
 
 
 def metrics_table(metrics: dict[str, float], prefix: str = "") -> str:
@@ -16,9 +17,11 @@ def metrics_table(metrics: dict[str, float], prefix: str = "") -> str:
         lines.append(f"{direction:6}" + "".join(f"{v:8.1f}" for v in values)
                      + f"{metrics[f'{key}_medr']:8.0f}{metrics[f'{key}_meanr']:9.1f}")
     lines.append(f"rSum {metrics[f'{prefix}rsum']:.1f}")
-    probes = [f"{kind} {metrics[f'probe_{kind}']:.1f}" for kind in TWIN_KINDS if f"probe_{kind}" in metrics]
+    probes = [f"{kind} {metrics[f'probe_{kind}']:.1f} (group {metrics[f'probe_{kind}_group']:.1f})" for kind in TWIN_KINDS
+              if f"probe_{kind}" in metrics]
     if probes:
-        lines.append("probes (% base image preferred over its twin; chance 50): " + ", ".join(probes))
+        lines.append(f"probes (% base captions preferring the base over its twin, chance {CAPTION_CHANCE:.0f}; group: all five "
+                     f"captions, chance {GROUP_CHANCE:.1f}): " + ", ".join(probes))
     return "\n".join(lines)
 
 

@@ -133,7 +133,7 @@ class TrackedRun:
         mlflow.log_metrics(metrics, step=record.epoch, run_id=self.run_id)
         if not self.echo:
             return
-        probes = "  ".join(f"{k[6:]} {v:.1f}" for k, v in record.dev.metrics.items() if k.startswith("probe_"))
+        probes = "  ".join(f"{k[6:]} {v:.1f}" for k, v in record.dev.metrics.items() if k.startswith("probe_") and not k.endswith("_group"))
         tqdm.write(
             f"epoch {record.epoch}/{epochs}  loss {record.train_loss:.3f}  dev rSum {record.dev.metrics['rsum']:.1f}"
             f"{' (best)' if record.is_best else ''}  {probes}  {record.seconds:.1f}s  {record.samples_per_s:.0f} pairs/s"

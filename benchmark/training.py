@@ -91,11 +91,12 @@ class Trainer:
         loader = DataLoader(pairs, sampler=batches, batch_size=None)
         bar = tqdm(total=len(pairs), desc=f"epoch {epoch}/{total}", unit="pair", leave=False, dynamic_ncols=True)
         start, loss_sum = time.perf_counter(), 0.0
-        for step, (images, texts, image_ids) in enumerate(loader, start=1):
+        for step, (images, texts, image_ids, groups) in enumerate(loader, start=1):
             with autocast(self.device, self.amp):
                 model = self.model
                 sims = model.similarity(model.encode_images(images.to(self.device)), model.encode_texts(texts.to(self.device)))
-                loss = triplet_loss(sims.float(), image_ids.to(self.device), self.cfg.margin, hardest)
+                groups = None if self.cfg.twins_in_hardest else groups.to(self.device)
+                loss = triplet_loss(sims.float(), image_ids.to(self.device), self.cfg.margin, hardest, groups)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:

@@ -9,16 +9,18 @@ import pytest
 from conftest import has_latex, tiny_config
 
 from benchmark.ablate import run_ablation
-from benchmark.ablate.claims import claim_verdict, row_verdict
+from benchmark.ablate.claims import NOT_INFORMATIVE, Row, claim_verdict, verdicts
 from benchmark.ablate.grid import load_grid
 from benchmark.errors import UserError
-from benchmark.report.stats import PairedComparison
+from benchmark.report.stats import PairedComparison, minimum_detectable_effect
+
+CLAIM = '[[claims]]\ntext = "GISA relates regions"\nprobe = "layout"\ncomparisons = [["sa", "gisa"]]\n'
 
 
 @pytest.fixture
 def grid_file(tmp_path):
     path = tmp_path / "tiny.toml"
-    path.write_text('variants = ["sa", "gisa"]\n[overrides."gisa"]\n"model.dropout" = 0.0\n')
+    path.write_text('variants = ["sa", "gisa"]\n' + CLAIM + '[overrides."gisa"]\n"model.dropout" = 0.0\n')
     return str(path)
 
 
@@ -29,11 +31,11 @@ def test_a_tiny_grid_completes_and_a_rerun_reuses_every_cell(results, grid_file,
                                                                          ("gisa", 0, False), ("gisa", 1, False)]
     assert first.cells[2].cfg.model.dropout == 0.0 and first.cells[0].cfg.model.dropout == 0.1
     claims = json.loads((first.report_dir / "claims.json").read_text())
-    assert claims["claims"]["GISA models relations between regions better than vanilla SA"] == "not run"  # no sa+dif
-    assert claims["claims"]["local + global alignment beats global only"] == "not run"
-    assert {r["baseline"] for r in claims["rows"]} >= {"sa", "sa+dif", "gisa+concat"}  # display names, as in papers
-    measured = [r for r in claims["rows"] if r["baseline"] == "sa" and r["variant"] == "gisa"]
-    assert {r["evidence"] for r in measured} == {"rSum", "probe layout"} and all(r["seeds"] == [0, 1] for r in measured)
+    assert list(claims["claims"]) == ["GISA relates regions"]
+    assert [(r["baseline"], r["variant"], r["evidence"], r["seeds"]) for r in claims["rows"]] == [
+        ("sa", "gisa", "rSum", [0, 1]), ("sa", "gisa", "probe layout", [0, 1])]
+    assert all(r["mde_80"] is not None for r in claims["rows"])  # two seeds: a spread, so a detectable effect
+    assert (first.report_dir / "probe_validity.md").is_file() and (first.report_dir / "diagnostics.md").is_file()
     assert (first.report_dir / "report.md").is_file() and (first.report_dir / "claims.md").is_file()
     if has_latex():
         done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "claims_document.tex"],
@@ -49,35 +51,57 @@ def _result(delta, per_seed, p=0.001):
     return PairedComparison((0, 1, 2), delta, delta - 1, delta + 1, p, 0.5, per_seed)
 
 
-@pytest.mark.parametrize("result, p_holm, expected", [
-    (_result(5.0, (4.0, 5.0, 6.0)), 0.01, "supported"),
-    (_result(-5.0, (-4.0, -5.0, -6.0)), 0.01, "contradicted"),
-    (_result(5.0, (4.0, 5.0, 6.0)), 0.2, "inconclusive"),  # not significant after correction
-    (_result(5.0, (12.0, 5.0, -2.0)), 0.01, "inconclusive"),  # significant, but one seed disagrees
-    (None, float("nan"), "not run"),
+@pytest.mark.parametrize("result, p_holm, informative, expected", [
+    (_result(5.0, (4.0, 5.0, 6.0)), 0.01, True, "supported"),
+    (_result(-5.0, (-4.0, -5.0, -6.0)), 0.01, True, "contradicted"),
+    (_result(5.0, (4.0, 5.0, 6.0)), 0.2, True, "inconclusive"),  # not significant after correction
+    (_result(5.0, (12.0, 5.0, -2.0)), 0.01, True, "inconclusive"),  # significant, but one seed disagrees
+    (_result(5.0, (4.0, 5.0, 6.0)), 0.01, False, NOT_INFORMATIVE),  # the probe cannot separate these variants
+    (None, float("nan"), False, "not run"),
 ])
-def test_row_verdicts(result, p_holm, expected):
-    assert row_verdict(result, p_holm) == expected
+def test_row_verdicts(result, p_holm, informative, expected):
+    assert Row("c", "a", "b", "probe layout", result, p_holm, informative).verdict() == expected
 
 
-def test_claim_verdicts_need_every_row():
+def test_claim_verdicts_need_every_probe_row():
     assert claim_verdict(["supported", "supported"]) == "supported"
     assert claim_verdict(["supported", "inconclusive"]) == "inconclusive"
     assert claim_verdict(["contradicted", "inconclusive"]) == "contradicted"
     assert claim_verdict(["supported", "contradicted"]) == "inconclusive"
     assert claim_verdict(["supported", "not run"]) == "not run"
+    assert claim_verdict(["supported", NOT_INFORMATIVE]) == NOT_INFORMATIVE
+    rows = [Row("c", "a", "b", "rSum", _result(-5.0, (-4.0, -5.0, -6.0)), 0.01),  # context only: it does not decide
+            Row("c", "a", "b", "probe layout", _result(5.0, (4.0, 5.0, 6.0)), 0.01)]
+    assert verdicts(rows) == {"c": "supported"}
+
+
+def test_minimum_detectable_effect_is_the_paired_t_power_bound():
+    # (t_0.975,2 + t_0.8,2) * sd / sqrt(3) with sd = 1: 4.3027 + 1.0607 = 5.3634, / 1.7321
+    assert minimum_detectable_effect((1.0, 2.0, 3.0)) == pytest.approx(3.0966, abs=1e-3)
+    assert minimum_detectable_effect((2.0, 4.0, 6.0)) == pytest.approx(2 * 3.0966, abs=1e-3)
+    assert minimum_detectable_effect((5.0,)) != minimum_detectable_effect((5.0,))  # NaN: one seed has no spread
 
 
 def test_the_default_grid_and_bad_grids(tmp_path):
     grid = load_grid("dsrln")
     assert grid.variants == ["sa", "gisa", "sa-pos", "dif", "gisa+dif", "gisa+dif+hier", "none", "gisa+concat",
                              "gisa+concat-matched", "gisa+dif-unmasked", "none+grid"]
+    assert [(c.probe, c.comparisons) for c in grid.claims] == [
+        ("layout", (("sa", "gisa"), ("dif", "gisa+dif"))), ("layout", (("sa-pos", "gisa"),)),
+        ("context", (("gisa+concat", "gisa+dif"), ("gisa+concat-matched", "gisa+dif"), ("gisa+dif-unmasked", "gisa+dif"))),
+        ("binding", (("gisa+dif", "gisa+dif+hier"),))]
     bad = tmp_path / "bad.toml"
     bad.write_text('variants = ["sa", "gsia"]\n')
     with pytest.raises(UserError, match="unknown variant token 'gsia'"):
         load_grid(str(bad))
     with pytest.raises(UserError, match="grid file nope does not exist"):
         load_grid("nope")
+    for claim, message in [(CLAIM.replace('"layout"', '"colour"'), "names probe 'colour'; choose one of: layout"),
+                           (CLAIM.replace('"gisa"]', '"gisa+dif"]'), "compares 'gisa+dif', which is not in the grid's variants"),
+                           (CLAIM.replace('probe = "layout"\n', ""), "each claim needs exactly text, probe and comparisons")]:
+        bad.write_text('variants = ["sa", "gisa"]\n' + claim)
+        with pytest.raises(UserError, match=message):
+            load_grid(str(bad))
 
 
 def _another(key: str, value):

@@ -89,7 +89,7 @@ def run_ablation(base: RunConfig, results: Path, grid_name: str = "dsrln", n_see
     report_dir = reports / f"ablate-{grid.name}-{base.data.dataset}-{stamp}"
     report = build_report(results, base.experiment, dataset=base.data.dataset, variants=grid.variants, out=str(report_dir),
                           run_ids=run_ids)
-    rows = check_claims(report.data, base.data.dataset)
+    rows = check_claims(report.data, base.data.dataset, grid.claims)
     table = claims_table(rows, base.data.dataset)
     report.add_table(table, claims_records(rows))
     seconds = time.perf_counter() - started

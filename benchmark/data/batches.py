@@ -30,17 +30,23 @@ def text_batch(token_ids: list[list[int]], length: int | None = None) -> TextBat
 
 
 class CaptionPairs(Dataset):
-    """A split's (image, caption) training pairs; indexed by a whole batch of caption indices."""
+    """A split's (image, caption) training pairs; indexed by a whole batch of caption indices.
+
+    An item is (images, captions, image ids, group ids): the group of each image (its twin group,
+    ``image_groups``) tells the loss which negatives are twins.
+    """
 
     def __init__(self, split: Split, token_ids: list[list[int]]):
         self.split, self.token_ids = split, token_ids
+        self.group_of = group_ids(image_groups(split.n_images, split.twins), split.n_images)
 
     def __len__(self) -> int:
         return self.split.n_captions
 
-    def __getitem__(self, captions: np.ndarray) -> tuple[ImageBatch, TextBatch, torch.Tensor]:
+    def __getitem__(self, captions: np.ndarray) -> tuple[ImageBatch, TextBatch, torch.Tensor, torch.Tensor]:
         images = captions // CAPTIONS_PER_IMAGE
-        return image_batch(self.split, images), text_batch([self.token_ids[c] for c in captions]), torch.from_numpy(images)
+        return (image_batch(self.split, images), text_batch([self.token_ids[c] for c in captions]),
+                torch.from_numpy(images), torch.from_numpy(self.group_of[images]))
 
 
 def image_groups(n_images: int, twins: np.ndarray | None) -> list[np.ndarray]:
@@ -49,6 +55,14 @@ def image_groups(n_images: int, twins: np.ndarray | None) -> list[np.ndarray]:
         return list(np.arange(n_images)[:, None])
     loose = np.setdiff1d(np.arange(n_images), twins.ravel())
     return list(twins) + list(loose[:, None])
+
+
+def group_ids(groups: list[np.ndarray], n_images: int) -> np.ndarray:
+    """(n_images,) the index of each image's group."""
+    out = np.empty(n_images, dtype=np.int64)
+    for index, members in enumerate(groups):
+        out[members] = index
+    return out
 
 
 def epoch_batches(groups: list[np.ndarray], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

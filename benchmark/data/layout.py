@@ -14,8 +14,9 @@
 - ``{split}_grid.npy`` (optional): ``(n_images, G, C)`` grid features, ``G = g*g`` cells in
   row-major order: cell ``r*g + c`` covers rows ``[r/g, (r+1)/g)`` of the image height and columns
   ``[c/g, (c+1)/g)`` of its width, starting top-left (the order of a flattened C5 map).
-- ``{split}_twins.npy`` (optional, synthetic): ``(n_groups, 4)`` image indices
-  ``[base, layout twin, scene twin, attribute twin]`` for the diagnostic probes.
+- ``{split}_twins.npy`` (optional, synthetic): ``(n_groups, 5)`` image indices
+  ``[base, layout, binding, context, scene twin]`` (``TWIN_KINDS``) for the diagnostic probes. Only
+  the bases enter the retrieval pool; the twins are scored against their base's captions alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CAPTIONS_PER_IMAGE = 5
-TWIN_KINDS = ("layout", "scene", "attribute")
+TWIN_KINDS = ("layout", "binding", "context", "scene")  # the columns after the base in a twins file
 TEST_PREFIX = "test_"  # of every test metric a run logs to MLflow
 # The optional inputs a variant may need: what each is called, and which files of a split hold it.
 INPUTS = {"boxes": ("boxes", "{split}_boxes.npy (or GSMN's {split}_ims_bbx.npy + {split}_ims_size.npy)"),
@@ -78,7 +79,7 @@ class DatasetSpec:
 
 
 DATASETS = {
-    "synthetic": DatasetSpec("synthetic", ("train", "dev", "test"), "test", (Benchmark("Synthetic 1K"),)),
+    "synthetic": DatasetSpec("synthetic", ("train", "dev", "test"), "test", (Benchmark("Synthetic"),)),
     "f30k": DatasetSpec("f30k", ("train", "dev", "test"), "test", (Benchmark("Flickr30K 1K", published="f30k_1k"),)),
     "coco": DatasetSpec("coco", ("train", "dev", "testall"), "testall", (
         Benchmark("COCO 1K", "1k_", "coco_1k", folds=5), Benchmark("COCO 5K", "5k_", "coco_5k"))),

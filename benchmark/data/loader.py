@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from benchmark.data.layout import CAPTIONS_PER_IMAGE, DATASETS, DatasetSpec, SplitFiles
+from benchmark.data.layout import CAPTIONS_PER_IMAGE, DATASETS, TWIN_KINDS, DatasetSpec, SplitFiles
 from benchmark.errors import UserError
 
 DATA_ROOT_ENV = "ITR_BENCH_DATA"
@@ -32,7 +32,7 @@ class Split:
     boxes: np.ndarray | None = None  # (n_images, n_regions, 4) normalised [x1, y1, x2, y2]
     grid: np.ndarray | None = None  # (n_images, cells, dim), memory-mapped
     ids: list[str] | None = None
-    twins: np.ndarray | None = None  # (n_groups, 4): base, layout, scene, attribute twin
+    twins: np.ndarray | None = None  # (n_groups, 1 + len(TWIN_KINDS)): the base, then one twin per kind
 
     @property
     def n_images(self) -> int:
@@ -174,8 +174,10 @@ def _load_twins(files: SplitFiles, n_images: int) -> np.ndarray | None:
     if not files.twins.is_file():
         return None
     twins = np.asarray(_load_array(files.twins, mmap=False), dtype=np.int64)
-    if twins.ndim != 2 or twins.shape[1] != 4 or twins.min(initial=0) < 0 or twins.max(initial=0) >= n_images:
-        raise UserError(f"{files.twins} must be (n_groups, 4) image indices below {n_images}; regenerate it")
+    width = 1 + len(TWIN_KINDS)
+    if twins.ndim != 2 or twins.shape[1] != width or twins.min(initial=0) < 0 or twins.max(initial=0) >= n_images:
+        raise UserError(f"{files.twins} must be (n_groups, {width}) image indices below {n_images}; regenerate it "
+                        "(`python -m benchmark data generate`)")
     return twins
 
 

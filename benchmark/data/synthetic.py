@@ -1,20 +1,35 @@
 """The synthetic diagnostic dataset: each DSRLN claim made testable on a CPU in minutes.
 
-Each image is a scene of a few objects (class, colour, box) on a background (scene type).
+Each image is a scene of a few objects (class, colour, box) on a background (scene type); the two
+objects the captions mention each stand on a surface of their own ("a red dog on grass").
 
 - **Region features** are class + colour embeddings plus noise, one set per region box (a few
-  jittered boxes per object, plus clutter regions). They carry no position and **no background**:
-  only the boxes say where things are, and only the grid says where the scene is.
+  jittered boxes per object, plus clutter regions). They carry no position, **no background and
+  no surface**: only the boxes say where things are, and only the grid says what they stand on.
   ``entangle > 0`` mixes the features of overlapping regions ("feature entanglement").
-- **Grid features** (g x g cells, row-major from the top-left) carry the background embedding plus
-  a class-agnostic objectness signal in the cells each object covers.
-- **Captions**: five templates per image, each naming both mentioned objects' colours and classes,
-  the spatial relation between them, and the background.
-- Images come in **groups of four**: a base image, a *layout twin* (the two mentioned objects swap
-  boxes, so the relation inverts), a *scene twin* (only the background changes) and an
-  *attribute twin* (one mentioned object changes colour). The probes ask whether a model scores
-  the base image above each twin for the base's captions: layout needs geometry (GISA), scene
-  needs the grid (DIF), attribute needs word-region binding (local alignment).
+- **Grid features** (g x g cells, row-major from the top-left) carry the background embedding, a
+  class-agnostic objectness signal in the cells each object covers, and each mentioned object's
+  surface embedding in the cells under its box (weighted by the share of the cell it covers).
+- **Captions**: five templates per image, each naming both mentioned objects' colours, classes and
+  surfaces, the spatial relation between them, and the background.
+- Images come in **groups of five**: a base image and one *twin* per probe, each differing from the
+  base in exactly one factor (a minimal pair; every noise draw is shared by the group):
+
+  ========  ==================================  ===============================================
+  twin      what changes                        what cannot tell it from the base, by construction
+  ========  ==================================  ===============================================
+  layout    the mentioned objects swap boxes    a model that ignores boxes and the grid (``sa``)
+            (and carry their surfaces along)
+  binding   the mentioned objects swap colours  a model that pools regions linearly (``none``):
+                                                the sum of region features is unchanged
+  context   the mentioned objects swap surfaces regions alone (identical), and the grid pooled
+                                                without the box mask (its mean is unchanged)
+  scene     only the background                 regions alone (identical)
+  ========  ==================================  ===============================================
+
+  The two mentioned objects have equal-sized boxes and different colours and surfaces, so every
+  twin really differs and the invariances above are exact (``entangle = 0``). The probes ask
+  whether a model scores the base above each twin for the base's captions.
 
 The data is written in the precomp layout and read back by the same loader as real data.
 """
@@ -32,13 +47,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.config import SyntheticConfig
-from benchmark.data.layout import DATASETS, SplitFiles
+from benchmark.data.layout import DATASETS, TWIN_KINDS, SplitFiles
 from benchmark.errors import UserError
 from variants import cell_boxes
 
 CLASSES = ("dog", "cat", "horse", "bird", "car", "bicycle", "man", "woman", "ball", "chair", "boat", "kite")
 COLOURS = ("red", "blue", "green", "yellow", "black", "white", "brown", "pink")
 SCENES = ("park", "beach", "street", "kitchen", "forest", "snowfield", "desert", "market")
+SURFACES = ("grass", "sand", "snow", "water", "rock", "wood", "tiles", "mud")
 PHRASES = {
     "left": ("left of", "to the left of", "on the left of"),
     "right": ("right of", "to the right of", "on the right of"),
@@ -47,11 +63,11 @@ PHRASES = {
 }
 INVERSE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 TEMPLATES = (
-    "a {ca} {a} {rel} a {cb} {b} in the {scene}",
-    "a {cb} {b} {inv} a {ca} {a} in the {scene}",
-    "in the {scene} a {ca} {a} is {rel} a {cb} {b}",
-    "a {scene} scene with a {ca} {a} {rel} a {cb} {b}",
-    "the {cb} {b} is {inv} the {ca} {a} at the {scene}",
+    "a {ca} {a} on {sa} {rel} a {cb} {b} on {sb} in the {scene}",
+    "a {cb} {b} on {sb} {inv} a {ca} {a} on {sa} in the {scene}",
+    "in the {scene} a {ca} {a} on {sa} is {rel} a {cb} {b} on {sb}",
+    "a {scene} scene with a {ca} {a} on {sa} {rel} a {cb} {b} on {sb}",
+    "the {cb} {b} on {sb} is {inv} the {ca} {a} on {sa} at the {scene}",
 )
 
 
@@ -63,6 +79,7 @@ class Scene:
     classes: np.ndarray  # (K,)
     colours: np.ndarray  # (K,)
     boxes: np.ndarray  # (K, 4) normalised [x1, y1, x2, y2]
+    surfaces: np.ndarray  # (2,) what the mentioned objects stand on
     relation: str
 
 
@@ -73,12 +90,24 @@ class Embeddings:
     classes: np.ndarray
     colours: np.ndarray
     scenes: np.ndarray
+    surfaces: np.ndarray
     objectness: np.ndarray
+
+
+@dataclass
+class Draws:
+    """The random draws an image's features are made with, shared by a group's five images."""
+
+    jitter: np.ndarray  # (objects x regions_per_object, 4), relative to each box's size
+    clutter: np.ndarray  # (n_clutter, 4) boxes of object-free regions
+    region_noise: np.ndarray  # (n_regions, region_dim)
+    order: np.ndarray  # (n_regions,) permutation of the regions
+    grid_noise: np.ndarray  # (cells, grid_dim)
 
 
 def validate(cfg: SyntheticConfig) -> None:
     """Clear errors for sizes the generator cannot honour."""
-    limits = {"n_classes": len(CLASSES), "n_colours": len(COLOURS), "n_scenes": len(SCENES)}
+    limits = {"n_classes": len(CLASSES), "n_colours": len(COLOURS), "n_scenes": len(SCENES), "n_surfaces": len(SURFACES)}
     for name, limit in limits.items():
         if not 2 <= getattr(cfg, name) <= limit:
             raise UserError(f"data.synthetic.{name} must be between 2 and {limit}; got {getattr(cfg, name)}")
@@ -103,44 +132,47 @@ def _box_around(centre: np.ndarray, size: np.ndarray) -> np.ndarray:
 def _base_scene(rng: np.random.Generator, cfg: SyntheticConfig) -> Scene:
     k = cfg.objects_per_image
     classes = rng.choice(cfg.n_classes, size=k, replace=False)
-    colours = rng.integers(cfg.n_colours, size=k)
-    # The mentioned pair sits clearly apart on one axis: object 0 left of (or above) object 1.
+    colours = np.concatenate([rng.choice(cfg.n_colours, size=2, replace=False), rng.integers(cfg.n_colours, size=k - 2)])
+    surfaces = rng.choice(cfg.n_surfaces, size=2, replace=False)
+    # The mentioned pair sits clearly apart on one axis, object 0 left of (or above) object 1, in boxes of one
+    # size (never clipped), so that swapping anything between them keeps the grid's mean.
     axis = int(rng.integers(2))
     near, far, across = rng.uniform(0.15, 0.4), rng.uniform(0.6, 0.85), rng.uniform(0.25, 0.75, size=2)
     centres = np.empty((2, 2))
     centres[:, axis] = (near, far)
     centres[:, 1 - axis] = across
-    boxes = [_box_around(c, rng.uniform(0.15, 0.3, size=2)) for c in centres]
+    size = rng.uniform(0.15, 0.3, size=2)
+    boxes = [_box_around(c, size) for c in centres]
     boxes += [_box_around(rng.uniform(0.1, 0.9, size=2), rng.uniform(0.1, 0.25, size=2)) for _ in range(k - 2)]
-    scene = Scene(int(rng.integers(cfg.n_scenes)), classes, colours, np.stack(boxes), ("left", "above")[axis])
-    return _swap_pair(scene) if rng.random() < 0.5 else scene
+    scene = Scene(int(rng.integers(cfg.n_scenes)), classes, colours, np.stack(boxes), surfaces, ("left", "above")[axis])
+    return _swap(scene, "boxes") if rng.random() < 0.5 else scene
 
 
-def _swap_pair(scene: Scene) -> Scene:
-    """The layout twin: the mentioned objects swap boxes, so their relation inverts."""
-    boxes = scene.boxes.copy()
-    boxes[[0, 1]] = boxes[[1, 0]]
-    return dataclasses.replace(scene, boxes=boxes, relation=INVERSE[scene.relation])
+def _swap(scene: Scene, attribute: str) -> Scene:
+    """``scene`` with the mentioned objects' boxes, colours or surfaces swapped (boxes: the relation inverts)."""
+    values = getattr(scene, attribute).copy()
+    values[[0, 1]] = values[[1, 0]]
+    relation = INVERSE[scene.relation] if attribute == "boxes" else scene.relation
+    return dataclasses.replace(scene, **{attribute: values}, relation=relation)
 
 
 def _other(rng: np.random.Generator, n: int, current: int) -> int:
     return int((current + rng.integers(1, n)) % n)
 
 
-def _twins(rng: np.random.Generator, cfg: SyntheticConfig, base: Scene) -> list[Scene]:
-    """[base, layout twin, scene twin, attribute twin]."""
-    scene_twin = dataclasses.replace(base, scene=_other(rng, cfg.n_scenes, base.scene))
-    colours = base.colours.copy()
-    which = int(rng.integers(2))
-    colours[which] = _other(rng, cfg.n_colours, colours[which])
-    return [base, _swap_pair(base), scene_twin, dataclasses.replace(base, colours=colours)]
+def _group(rng: np.random.Generator, cfg: SyntheticConfig, base: Scene) -> list[Scene]:
+    """The base and its twins, in the order of ``TWIN_KINDS``."""
+    twins = {"layout": _swap(base, "boxes"), "binding": _swap(base, "colours"), "context": _swap(base, "surfaces"),
+             "scene": dataclasses.replace(base, scene=_other(rng, cfg.n_scenes, base.scene))}
+    return [base] + [twins[kind] for kind in TWIN_KINDS]
 
 
 def captions(rng: np.random.Generator, scene: Scene) -> list[str]:
     """Five captions, one per template, each with randomly chosen relation phrasings."""
     words = {
         "a": CLASSES[scene.classes[0]], "b": CLASSES[scene.classes[1]],
-        "ca": COLOURS[scene.colours[0]], "cb": COLOURS[scene.colours[1]], "scene": SCENES[scene.scene],
+        "ca": COLOURS[scene.colours[0]], "cb": COLOURS[scene.colours[1]],
+        "sa": SURFACES[scene.surfaces[0]], "sb": SURFACES[scene.surfaces[1]], "scene": SCENES[scene.scene],
     }
     out = []
     for template in TEMPLATES:
@@ -158,38 +190,50 @@ def _iou(boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
 
 
-def _regions(rng: np.random.Generator, cfg: SyntheticConfig, emb: Embeddings, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
-    """(n_regions, region_dim) features and (n_regions, 4) boxes, in random order."""
-    boxes, feats = [], []
-    for cls, colour, box in zip(scene.classes, scene.colours, scene.boxes):
-        size = box[2:] - box[:2]
-        for _ in range(cfg.regions_per_object):
-            jitter = rng.normal(0, 0.05, size=4) * np.tile(size, 2)
-            boxes.append(np.clip(box + jitter, 0.0, 1.0))
-            feats.append(emb.classes[cls] + emb.colours[colour])
-    for _ in range(cfg.n_regions - len(boxes)):  # clutter: scene-independent, object-free
-        boxes.append(_box_around(rng.uniform(0.05, 0.95, size=2), rng.uniform(0.05, 0.3, size=2)))
-        feats.append(np.zeros(cfg.region_dim))
-    boxes = np.sort(np.stack(boxes).reshape(-1, 2, 2), axis=1).reshape(-1, 4)  # keep x1<=x2, y1<=y2
-    feats = np.stack(feats) + cfg.noise * rng.normal(size=(cfg.n_regions, cfg.region_dim))
+def _draws(rng: np.random.Generator, cfg: SyntheticConfig) -> Draws:
+    n_object_regions = cfg.objects_per_image * cfg.regions_per_object
+    n_clutter = cfg.n_regions - n_object_regions
+    return Draws(
+        jitter=rng.normal(0, 0.05, size=(n_object_regions, 4)),
+        clutter=np.array([_box_around(rng.uniform(0.05, 0.95, size=2), rng.uniform(0.05, 0.3, size=2))
+                          for _ in range(n_clutter)]).reshape(n_clutter, 4),
+        region_noise=cfg.noise * rng.normal(size=(cfg.n_regions, cfg.region_dim)),
+        order=rng.permutation(cfg.n_regions),
+        grid_noise=cfg.noise * rng.normal(size=(cfg.grid_size**2, cfg.grid_dim)),
+    )
+
+
+def _regions(cfg: SyntheticConfig, emb: Embeddings, scene: Scene, draws: Draws) -> tuple[np.ndarray, np.ndarray]:
+    """(n_regions, region_dim) features and (n_regions, 4) boxes, in the group's random order."""
+    object_boxes = np.repeat(scene.boxes, cfg.regions_per_object, axis=0)
+    sizes = np.tile(object_boxes[:, 2:] - object_boxes[:, :2], 2)
+    boxes = np.concatenate([np.clip(object_boxes + draws.jitter * sizes, 0.0, 1.0), draws.clutter])
+    boxes = np.sort(boxes.reshape(-1, 2, 2), axis=1).reshape(-1, 4)  # keep x1<=x2, y1<=y2
+    objects = np.repeat(emb.classes[scene.classes] + emb.colours[scene.colours], cfg.regions_per_object, axis=0)
+    clutter = np.zeros((len(draws.clutter), cfg.region_dim))  # scene-independent, object-free
+    feats = np.concatenate([objects, clutter]) + draws.region_noise
     if cfg.entangle > 0:
         overlap = _iou(boxes)
         np.fill_diagonal(overlap, 0.0)
         weights = overlap / np.maximum(overlap.sum(axis=1, keepdims=True), 1e-9)
         mixed = overlap.sum(axis=1, keepdims=True) > 0
         feats = np.where(mixed, (1 - cfg.entangle) * feats + cfg.entangle * weights @ feats, feats)
-    order = rng.permutation(cfg.n_regions)
-    return feats[order].astype(np.float32), boxes[order].astype(np.float32)
+    return feats[draws.order].astype(np.float32), boxes[draws.order].astype(np.float32)
 
 
-def _grid(rng: np.random.Generator, cfg: SyntheticConfig, emb: Embeddings, scene: Scene) -> np.ndarray:
-    cells = cell_boxes(cfg.grid_size)
-    lo = np.maximum(cells[:, None, :2], scene.boxes[None, :, :2])
-    hi = np.minimum(cells[:, None, 2:], scene.boxes[None, :, 2:])
-    covered = np.prod(np.clip(hi - lo, 0, None), axis=-1) * cfg.grid_size**2  # fraction of each cell
+def coverage(boxes: np.ndarray, grid_size: int) -> np.ndarray:
+    """(cells, K): the share of each grid cell that each box covers."""
+    cells = cell_boxes(grid_size)
+    lo = np.maximum(cells[:, None, :2], boxes[None, :, :2])
+    hi = np.minimum(cells[:, None, 2:], boxes[None, :, 2:])
+    return np.prod(np.clip(hi - lo, 0, None), axis=-1) * grid_size**2
+
+
+def _grid(cfg: SyntheticConfig, emb: Embeddings, scene: Scene, draws: Draws) -> np.ndarray:
+    covered = coverage(scene.boxes, cfg.grid_size)
     presence = covered.max(axis=1, keepdims=True)
-    noise = cfg.noise * rng.normal(size=(len(cells), cfg.grid_dim))
-    return (emb.scenes[scene.scene] + presence * emb.objectness + noise).astype(np.float32)
+    surfaces = covered[:, :2] @ emb.surfaces[scene.surfaces]  # additive, so a swap keeps the mean
+    return (emb.scenes[scene.scene] + presence * emb.objectness + surfaces + draws.grid_noise).astype(np.float32)
 
 
 def _embeddings(cfg: SyntheticConfig) -> Embeddings:
@@ -198,20 +242,26 @@ def _embeddings(cfg: SyntheticConfig) -> Embeddings:
         classes=rng.normal(size=(cfg.n_classes, cfg.region_dim)),
         colours=rng.normal(size=(cfg.n_colours, cfg.region_dim)),
         scenes=rng.normal(size=(cfg.n_scenes, cfg.grid_dim)),
+        surfaces=rng.normal(size=(cfg.n_surfaces, cfg.grid_dim)),
         objectness=rng.normal(size=cfg.grid_dim),
     )
 
 
 def write_split(folder: Path, split: str, n_groups: int, cfg: SyntheticConfig, emb: Embeddings, stream: int) -> None:
-    """Generate ``n_groups`` groups of four images and write them in the precomp layout."""
+    """Generate ``n_groups`` groups (a base and its twins) and write them in the precomp layout."""
     rng = np.random.default_rng([cfg.seed, stream])
-    scenes = [s for _ in range(n_groups) for s in _twins(rng, cfg, _base_scene(rng, cfg))]
-    regions, boxes = zip(*(_regions(rng, cfg, emb, s) for s in scenes))
+    scenes, draws = [], []
+    for _ in range(n_groups):
+        group = _group(rng, cfg, _base_scene(rng, cfg))
+        scenes += group
+        draws += [_draws(rng, cfg)] * len(group)
+    regions, boxes = zip(*(_regions(cfg, emb, s, d) for s, d in zip(scenes, draws, strict=True)))
     files = SplitFiles(folder, split)
     np.save(files.regions, np.stack(regions))
     np.save(files.boxes, np.stack(boxes))
-    np.save(files.grid, np.stack([_grid(rng, cfg, emb, s) for s in scenes]))
-    np.save(files.twins, np.arange(4 * n_groups).reshape(n_groups, 4))
+    np.save(files.grid, np.stack([_grid(cfg, emb, s, d) for s, d in zip(scenes, draws, strict=True)]))
+    group_size = 1 + len(TWIN_KINDS)
+    np.save(files.twins, np.arange(group_size * n_groups).reshape(n_groups, group_size))
     files.captions.write_text("".join(c + "\n" for s in scenes for c in captions(rng, s)), encoding="utf-8")
     files.ids.write_text("".join(f"{split}-{i}\n" for i in range(len(scenes))), encoding="utf-8")
 

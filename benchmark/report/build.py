@@ -25,7 +25,7 @@ from benchmark.report.collect import (
 )
 from benchmark.report.data import ReportData
 from benchmark.report.render import Table, latex_document, to_latex, to_markdown
-from benchmark.report.tables import ablation_table, diagnostics_table, main_table
+from benchmark.report.tables import ablation_table, diagnostics_table, main_table, probe_validity_table
 from variants import parse_variant
 
 FORMATS = ("md", "tex")
@@ -103,9 +103,7 @@ def build_report(results: Path, experiment: str = "itr-bench", dataset: str | No
     main, main_comparisons = main_table(data, datasets, baseline)
     ablation, ablation_comparisons = ablation_table(data, datasets)
     tables: list[Table] = [main, ablation]
-    diagnostics = diagnostics_table(data)
-    if diagnostics is not None:
-        tables.append(diagnostics)
+    tables += [t for t in (diagnostics_table(data), probe_validity_table(data)) if t is not None]
 
     folder = _out_dir(out, experiment, overwrite)
     figure_dir = folder / "figures"

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config import NOT_RECIPE
-from benchmark.data.layout import DATASETS
+from benchmark.data.layout import DATASETS, TWIN_KINDS
 from benchmark.errors import UserError
 from variants import AXES, parse_variant
 
@@ -119,11 +119,15 @@ def load_ranks(run_id: str) -> dict[str, np.ndarray]:
 
 
 def dev_curve(run_id: str) -> pd.DataFrame:
-    """Dev rSum by epoch."""
+    """Dev rSum by epoch, and the dev twin probes (per caption) where the run logged them: one column each."""
     from mlflow.tracking import MlflowClient
 
-    history = MlflowClient().get_metric_history(run_id, "dev_rsum")
-    return pd.DataFrame({"epoch": [m.step for m in history], "dev_rsum": [m.value for m in history]})
+    client = MlflowClient()
+    columns = {}
+    for key in ("dev_rsum", *(f"dev_probe_{kind}" for kind in TWIN_KINDS)):
+        if history := client.get_metric_history(run_id, key):
+            columns[key] = pd.Series({m.step: m.value for m in history})
+    return pd.DataFrame(columns).rename_axis("epoch").reset_index()
 
 
 def sweep_studies(experiment: str) -> list:

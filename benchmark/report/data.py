@@ -63,6 +63,12 @@ class ReportData:
         return {int(r.seed): stats.query_scores(*(direction_ranks(self.ranks(r.run_id), benchmark, d) for d in DIRECTIONS))
                 for r in self.runs_of(dataset, label).itertuples()}
 
+    def probe_outcomes(self, dataset: str, label: str, probe: str) -> dict[int, np.ndarray]:
+        """Per seed, one probe's per-caption outcomes (1, ½ or 0; ``probes.probe_outcomes``); empty when none."""
+        key = f"probe_{probe}"
+        return {int(r.seed): self.ranks(r.run_id)[key].astype(float) for r in self.runs_of(dataset, label).itertuples()
+                if key in self.ranks(r.run_id)}
+
     def compare(self, dataset: str, benchmark: Benchmark, baseline: str, variant: str, axis: str) -> Comparison:
         column = benchmark.test_key("rsum")
         base_values = self.runs_of(dataset, baseline)[column].to_numpy(float)

@@ -84,7 +84,7 @@ def recall_curves(data: ReportData, datasets: list[str], folder: Path) -> list[P
 
 
 def training_curves(data: ReportData, datasets: list[str], folder: Path) -> list[Path]:
-    """Dev rSum by epoch, mean over seeds with a ±1 std band."""
+    """Dev rSum by epoch and, beside it, each dev twin probe by epoch: mean over seeds with a ±1 std band."""
     import seaborn as sns
 
     plt = _pyplot()
@@ -97,11 +97,17 @@ def training_curves(data: ReportData, datasets: list[str], folder: Path) -> list
         if not curves:
             continue
         frame = pd.concat(curves, ignore_index=True)
-        figure, ax = plt.subplots(figsize=(7, 4.5))
-        sns.lineplot(data=frame, x="epoch", y="dev_rsum", hue="variant", hue_order=data.labels(dataset), errorbar="sd",
-                     marker="o", ax=ax)
-        ax.set(title=f"{dataset}: dev rSum by epoch (mean ± std over seeds)", xlabel="epoch", ylabel="dev rSum (%)")
-        ax.grid(alpha=0.3)
+        panels = [c for c in frame.columns if c.startswith("dev_") and frame[c].notna().any()]
+        figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+        for index, (ax, column) in enumerate(zip(axes[0], panels, strict=True)):
+            sns.lineplot(data=frame, x="epoch", y=column, hue="variant", hue_order=data.labels(dataset), errorbar="sd",
+                         marker="o", ax=ax, legend=index == len(panels) - 1)
+            name = "rSum" if column == "dev_rsum" else f"{column.removeprefix('dev_probe_')} probe"
+            ax.set(title=f"dev {name}", xlabel="epoch", ylabel=f"dev {name} (%)")
+            ax.grid(alpha=0.3)
+        if len(panels) > 1:
+            axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+        figure.suptitle(f"{dataset}: training curves (mean ± std over seeds)")
         paths += _save(figure, folder, f"training_curves_{_slug(dataset)}")
     return paths
 

@@ -182,6 +182,17 @@ def compare_paired(variant: dict[int, QueryScores], baseline: dict[int, QuerySco
                             mcnemar_p(hits_a, hits_b), per_seed)
 
 
+def minimum_detectable_effect(per_seed_delta: tuple[float, ...], alpha: float = ALPHA, power: float = 0.8) -> float:
+    """The smallest true mean difference that a two-sided paired t-test over seeds detects with ``power``
+    at ``alpha``, given the seed-to-seed spread of the observed differences: "were the seeds enough?".
+    NaN with fewer than two seeds; 0 when every seed gave the same difference."""
+    n = len(per_seed_delta)
+    if n < 2:
+        return math.nan
+    spread = float(np.std(per_seed_delta, ddof=1))
+    return float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * spread / math.sqrt(n))
+
+
 def proportion_ci(outcomes: dict[int, np.ndarray], seed: int = 0) -> tuple[float, float, float]:
     """Mean percent of True outcomes pooled over seeds, with a 95% bootstrap interval within seeds."""
     values = np.concatenate([np.asarray(o, float) for o in outcomes.values()])

@@ -1,4 +1,4 @@
-"""The report's three tables, computed from a RunSet: main results, ablation, diagnostics."""
+"""The report's tables, computed from the read model: main results, ablation, diagnostics, probe validity."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pandas as pd
 from benchmark.data.layout import TEST_PREFIX, TWIN_KINDS
 from benchmark.foils import KINDS as FOIL_KINDS
 from benchmark.metrics import SUMMARY_KEYS
+from benchmark.probes import CAPTION_CHANCE, GROUP_CHANCE, PROBES, SATURATED, group_outcomes, informative
 from benchmark.report import stats
+from benchmark.report.collect import display_name
 from benchmark.report.data import Comparison, ReportData, benchmarks_of
 from benchmark.report.references import reference_rows
 from benchmark.report.render import Cell, Table, format_p
@@ -123,33 +125,65 @@ def ablation_table(data: ReportData, datasets: list[str]) -> tuple[Table, list[C
     return Table("ablation", "Ablation: one component at a time", caption, columns, [("", rows)]), comparisons
 
 
+def _ci(mean: float, low: float, high: float) -> str:
+    return f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def _probe_cell(outcomes: dict[int, np.ndarray], group: bool = False) -> str:
+    if not outcomes:
+        return "–"
+    if group:
+        outcomes = {seed: group_outcomes(o) for seed, o in outcomes.items()}
+    return _ci(*stats.proportion_ci(outcomes))
+
+
+def _twin_kinds(data: ReportData) -> list[str]:
+    return [k for k in TWIN_KINDS if any(f"probe_{k}" in data.ranks(r.run_id) for r in data.runs.itertuples())]
+
+
 def diagnostics_table(data: ReportData) -> Table | None:
-    """Probe accuracies with 95% bootstrap intervals: twin probes on synthetic data, caption foils on real data."""
+    """Probe accuracies with 95% bootstrap intervals: twin probes on synthetic data (per caption and per group,
+    with chance and whether each probe informs on these variants), caption foils on real data."""
     datasets = sorted(set(data.runs["dataset"]))
-    kinds = [k for k in TWIN_KINDS + tuple(f"foil_{k}" for k in FOIL_KINDS)
-             if any(f"probe_{k}" in data.ranks(r.run_id) for r in data.runs.itertuples())]
-    if not kinds:
+    twins = _twin_kinds(data)
+    foils = [f"foil_{k}" for k in FOIL_KINDS if any(f"probe_foil_{k}" in data.ranks(r.run_id) for r in data.runs.itertuples())]
+    if not twins and not foils:
         return None
-    rows = []
+    columns = [("", "Method"), ("", "Dataset"), ("", "n")]
+    columns += [(f"{k} probe (%)", score) for k in twins for score in ("per caption", "group")]
+    columns += [("caption foils (%)", k.removeprefix("foil_")) for k in foils]
+    rows, informs = [], {}
     for dataset in datasets:
+        accuracy: dict[str, dict[str, tuple[float, float]]] = {k: {} for k in twins}
         for label in data.labels(dataset):
-            runs = data.runs_of(dataset, label)
-            row = [Cell(label), Cell(dataset), Cell(str(len(runs)))]
-            for kind in kinds:
-                outcomes = {int(r.seed): data.ranks(r.run_id)[f"probe_{kind}"] for r in runs.itertuples()
-                            if f"probe_{kind}" in data.ranks(r.run_id)}
+            row = [Cell(label), Cell(dataset), Cell(str(len(data.runs_of(dataset, label))))]
+            for kind in twins:
+                outcomes = data.probe_outcomes(dataset, label, kind)
+                row += [Cell(_probe_cell(outcomes)), Cell(_probe_cell(outcomes, group=True))]
                 if outcomes:
-                    mean, low, high = stats.proportion_ci(outcomes)
-                    row.append(Cell(f"{mean:.1f} [{low:.1f}, {high:.1f}]"))
-                else:
-                    row.append(Cell("–"))
+                    mean, low, _ = stats.proportion_ci(outcomes)
+                    accuracy[kind][label] = (mean, low)
+            row += [Cell(_probe_cell(data.probe_outcomes(dataset, label, kind))) for kind in foils]
             rows.append(row)
-    caption = "Pooled over the n seeds; 95% percentile bootstrap interval over captions within each seed; chance is 50. "
-    if any(k in TWIN_KINDS for k in kinds):
-        caption += ("Twin probes (synthetic): percent of base-image captions that score their own image above its twin; "
-                    "layout twins swap the two mentioned objects' boxes, scene twins change only the background, attribute "
-                    "twins recolour one mentioned object. ")
-    if any(k.startswith("foil_") for k in kinds):
+        informs[dataset] = {kind: informative(accuracy[kind]) for kind in twins}
+    sections = [("", rows)]
+    if twins:
+        chance = [Cell("chance"), Cell(""), Cell("")] + [Cell(f"{c:.1f}") for _ in twins for c in (CAPTION_CHANCE, GROUP_CHANCE)]
+        summary = [chance + [Cell("50.0") for _ in foils]]
+        for dataset, flags in informs.items():
+            if any(data.probe_outcomes(dataset, label, k) for label in data.labels(dataset) for k in twins):
+                summary.append([Cell("informative?"), Cell(dataset), Cell("")]
+                               + [Cell(("yes" if flags[k] else "no"), bold=not flags[k]) for k in twins for _ in range(2)]
+                               + [Cell("") for _ in foils])
+        sections.append(("Chance and informativeness", summary))
+    caption = "Pooled over the n seeds; 95% percentile bootstrap interval over captions (or groups) within each seed. "
+    if twins:
+        caption += ("Twin probes (synthetic): per caption, the percent of base-image captions that score their own image "
+                    "above its twin (a tie counts ½); group, the percent of bases all five of whose captions do so "
+                    f"(chance {GROUP_CHANCE:.1f}). " + " ".join(f"{PROBES[k].kind}: {PROBES[k].twin}." for k in twins)
+                    + f" Informative: some variant is above chance (lower bound > {CAPTION_CHANCE:.0f}) and not every variant "
+                    f"reaches {SATURATED:.0f}. ")
+    if foils:
         shares = []
         for dataset in datasets:
             runs = data.runs[data.runs["dataset"] == dataset]
@@ -157,7 +191,36 @@ def diagnostics_table(data: ReportData) -> Table | None:
             if parts:
                 shares.append(f"{dataset}: {', '.join(parts)}")
         caption += ("Caption foils (real data): percent of test captions scored above a minimally edited foil for their own "
-                    "image (swapped nouns, swapped spatial words, shuffled words). Captions foiled per rule: "
+                    "image (swapped nouns, swapped spatial words, shuffled words; chance 50). Captions foiled per rule: "
                     + "; ".join(shares) + ".")
-    columns = [("", "Method"), ("", "Dataset"), ("", "n")] + [("probe accuracy (%)", k.replace("_", " ")) for k in kinds]
-    return Table("diagnostics", "Diagnostics: probes", caption, columns, [("", rows)])
+    return Table("diagnostics", "Diagnostics: probes", caption, columns, sections)
+
+
+def probe_validity_table(data: ReportData) -> Table | None:
+    """Per twin probe (synthetic): its blind control (which cannot tell the pair apart by construction, as the
+    test suite proves) and its positive control, with their accuracies, and whether the probe is informative."""
+    twins = _twin_kinds(data)
+    if not twins:
+        return None
+    columns = [("", "Probe"), ("", "Capability"), ("", "Twin differs by"), ("blind control", "variant"),
+               ("blind control", "accuracy (%)"), ("positive control", "variant"), ("positive control", "accuracy (%)"),
+               ("", "Informative?")]
+    rows = []
+    for dataset in sorted(set(data.runs["dataset"])):
+        labels = data.labels(dataset)
+        for kind in twins:
+            probe = PROBES[kind]
+            accuracy = {label: stats.proportion_ci(o) for label in labels if (o := data.probe_outcomes(dataset, label, kind))}
+            if not accuracy:
+                continue
+            blind, positive = (display_name(v) for v in (probe.blind, probe.positive))
+            flag = informative({label: (mean, low) for label, (mean, low, _) in accuracy.items()})
+            rows.append([Cell(kind), Cell(probe.capability), Cell(probe.twin), Cell(blind),
+                         Cell(_ci(*accuracy[blind]) if blind in accuracy else "not run"), Cell(positive),
+                         Cell(_ci(*accuracy[positive]) if positive in accuracy else "not run"),
+                         Cell("yes" if flag else "no", bold=not flag)])
+    caption = ("Blind control: a variant whose inputs cannot tell the base from the twin by construction; "
+               "tests/test_probe_validity.py asserts that its image embeddings of base and twin are identical, so it must "
+               f"sit at chance ({CAPTION_CHANCE:.0f}). Positive control: the variant with the capability; it should reach 90. "
+               f"Informative: some variant of the grid is above chance and not every variant reaches {SATURATED:.0f}.")
+    return Table("probe_validity", "Probe validity", caption, columns, [("", rows)])

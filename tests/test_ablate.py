@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -35,7 +36,7 @@ def test_a_tiny_grid_completes_and_a_rerun_reuses_every_cell(results, grid_file,
     assert [(r["baseline"], r["variant"], r["evidence"], r["seeds"]) for r in claims["rows"]] == [
         ("sa", "gisa", "rSum", [0, 1]), ("sa", "gisa", "probe layout", [0, 1])]
     assert all(r["mde_80"] is not None for r in claims["rows"])  # two seeds: a spread, so a detectable effect
-    assert (first.report_dir / "probe_validity.md").is_file() and (first.report_dir / "diagnostics.md").is_file()
+    assert (first.report_dir / "probe_validity.tex").is_file() and (first.report_dir / "diagnostics.tex").is_file()
     assert (first.report_dir / "report.md").is_file() and (first.report_dir / "claims.md").is_file()
     if has_latex():
         done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "claims_document.tex"],
@@ -100,7 +101,7 @@ def test_the_default_grid_and_bad_grids(tmp_path):
                            (CLAIM.replace('"gisa"]', '"gisa+dif"]'), "compares 'gisa+dif', which is not in the grid's variants"),
                            (CLAIM.replace('probe = "layout"\n', ""), "each claim needs exactly text, probe and comparisons")]:
         bad.write_text('variants = ["sa", "gisa"]\n' + claim)
-        with pytest.raises(UserError, match=message):
+        with pytest.raises(UserError, match=re.escape(message)):
             load_grid(str(bad))
 
 

@@ -15,6 +15,7 @@ from test_cli import one_error_line
 
 from benchmark import tracking
 from benchmark.cli import main
+from benchmark.data.layout import TWIN_KINDS
 from benchmark.metrics import QueryRanks, metrics_from_ranks
 from benchmark.report import build_report
 from benchmark.report.render import tex_escape
@@ -33,11 +34,14 @@ def log_run(experiment: str, variant: str, dataset: str, seed: int, i2t: np.ndar
         mlflow.log_params({"seed": seed, "model.variant": variant, "train.epochs": 3})
         for epoch, value in enumerate((300.0, 350.0 + seed, 360.0), start=1):
             mlflow.log_metric("dev_rsum", value, step=epoch)
+            if dataset == "synthetic":
+                mlflow.log_metric("dev_probe_layout", 40.0 + 10 * epoch, step=epoch)
         metrics = metrics_from_ranks(QueryRanks(i2t, t2i))
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        probes = np.random.default_rng(seed).random((3, 5 * N_IMAGES // 4)) < 0.7
+        probes = (np.random.default_rng(seed).random((4, 5 * N_IMAGES)) < 0.7).astype(float)
+        probes[3] = 1.0  # scene: every variant solves it, so it is not informative
         path = folder / "ranks.npz"
-        np.savez(path, i2t=i2t, t2i=t2i, probe_layout=probes[0], probe_scene=probes[1], probe_attribute=probes[2])
+        np.savez(path, i2t=i2t, t2i=t2i, **{f"probe_{kind}": p for kind, p in zip(TWIN_KINDS, probes, strict=True)})
         mlflow.log_artifact(str(path))
 
 
@@ -83,15 +87,22 @@ def test_the_report_writes_every_table_and_figure_and_no_references_beside_synth
     out, files, data = report
     names = {p.relative_to(out).as_posix() for p in files}
     assert {"report.md", "main.tex", "ablation.tex", "diagnostics.tex", "report.tex", "runs.csv", "report.json"} <= names
-    for stem in ("seed_rsum", "recall_at_k_synthetic-1k", "training_curves_synthetic"):
+    for stem in ("seed_rsum", "recall_at_k_synthetic", "training_curves_synthetic"):
         assert {f"figures/{stem}.png", f"figures/{stem}.pdf"} <= names
     markdown = (out / "report.md").read_text()
     assert "Reported" not in markdown and "Holm–Bonferroni" in markdown and "α = 0.05" in markdown
     diagnostics = {r["Method"]: r for r in data["tables"]["diagnostics"]["rows"]}
     assert diagnostics["sa"]["Dataset"] == "synthetic" and diagnostics["sa"]["n"] == "3"
-    mean, interval = diagnostics["sa"]["probe accuracy (%) layout"].split(" ", 1)
+    mean, interval = diagnostics["sa"]["layout probe (%) per caption"].split(" ", 1)
     low, high = (float(v) for v in interval.strip("[]").split(", "))
-    assert low < float(mean) < high
+    assert low < float(mean) < high and 65 < float(mean) < 75
+    assert float(diagnostics["sa"]["layout probe (%) group"].split()[0]) < 30  # 0.7^5 = 17%: all five captions
+    assert diagnostics["chance"]["layout probe (%) per caption"] == "50.0" and diagnostics["chance"]["layout probe (%) group"] == "3.1"
+    assert diagnostics["informative?"]["layout probe (%) per caption"] == "yes"
+    assert diagnostics["informative?"]["scene probe (%) per caption"] == "no"  # saturated
+    validity = {r["Probe"]: r for r in data["tables"]["probe_validity"]["rows"]}
+    assert validity["layout"]["blind control variant"] == "sa" and 60 < float(validity["layout"]["positive control accuracy (%)"].split()[0]) < 80
+    assert validity["binding"]["blind control accuracy (%)"] == "not run" and validity["scene"]["Informative?"] == "no"
 
 
 def test_the_same_runs_give_the_same_report(results, experiment, report, tmp_path):

@@ -26,11 +26,12 @@ def test_a_run_records_params_tags_epoch_and_test_metrics_and_artifacts(results,
     result = runner.run(tiny(), results)
     run = MlflowClient().get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["train.lr"] == "0.0005" and run.data.params["model.variant"] == "sa"
+    assert run.data.params["train.lr"] == "0.001" and run.data.params["model.variant"] == "sa"
     for tag in ("variant", "dataset", "seed", "git_commit", "config_hash", "device", "version.torch", "version.mlflow"):
         assert tag in run.data.tags, tag
     for key in ("test_rsum", "test_i2t_r1", "test_t2i_r10", "test_i2t_medr", "test_t2i_meanr",
-                "test_probe_layout", "test_probe_scene", "test_probe_attribute", "best_dev_rsum"):
+                "test_probe_layout", "test_probe_binding_group", "test_probe_context", "test_probe_scene", "best_dev_rsum",
+                "dev_probe_layout", "dev_probe_context_group"):
         assert key in run.data.metrics, key
     history = MlflowClient().get_metric_history(result.run_id, "dev_rsum")
     assert [m.step for m in history] == [1, 2]
@@ -39,7 +40,8 @@ def test_a_run_records_params_tags_epoch_and_test_metrics_and_artifacts(results,
     artifacts = {a.path for a in MlflowClient().list_artifacts(result.run_id)}
     assert {"config.toml", "ranks.npz", "environment.json", "vocab.json", "metrics.json"} <= artifacts
     ranks = np.load(result.run_dir / "ranks.npz")
-    assert len(ranks["i2t"]) == 16 and len(ranks["t2i"]) == 80 and len(ranks["probe_layout"]) == 20
+    # the twin-free pool: the 4 base images and their 20 captions; each probe compares the 20 base captions
+    assert len(ranks["i2t"]) == 4 and len(ranks["t2i"]) == 20 and len(ranks["probe_layout"]) == 20
     assert result.metrics["rsum"] == pytest.approx(run.data.metrics["test_rsum"])
 
 
@@ -87,7 +89,7 @@ def test_a_coco_layout_reports_1k_fold_mean_and_5k(results, tiny, tmp_path):
     result = runner.run(tiny(data={"dataset": "coco", "data_root": str(tmp_path)}), results)
     metrics = MlflowClient().get_run(result.run_id).data.metrics
     assert {"test_1k_rsum", "test_5k_rsum", "test_1k_i2t_r1", "test_5k_t2i_medr"} <= set(metrics)
-    assert not {"test_probe_layout", "test_probe_scene", "test_probe_attribute"} & set(metrics)  # no twins in real data
+    assert not {k for k in metrics if k.startswith("test_probe_") and not k.startswith("test_probe_foil_")}  # no twins in real data
     # caption foils instead: "image 3 caption 1 with a dog" has one noun and no spatial word, but can be shuffled
     assert metrics["test_foiled_nouns"] == 0 and metrics["test_foiled_spatial"] == 0 and metrics["test_foiled_shuffle"] == 100
     assert 0 <= metrics["test_probe_foil_shuffle"] <= 100 and "test_probe_foil_nouns" not in metrics

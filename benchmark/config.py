@@ -102,7 +102,8 @@ class TrainConfig:
     margin: float = 0.2  # hinge margin of the triplet loss (VSE++)
     warmup_epochs: int = 1  # epochs of sum-over-negatives before hardest negatives (vse_infty)
     group_batches: bool = True  # keep twin groups in one batch, so twins are hard negatives
-    twins_in_hardest: bool = False  # let twins compete for VSE++'s hardest-negative slot (before v2; see loss.py)
+    twin_margin: float = 0.1  # hinge margin against a twin (a minimal pair: ranked, not pushed a full margin apart)
+    twins_in_hardest: bool = False  # let twins compete for VSE++'s hardest-negative slot with `margin` (before v2; see loss.py)
     amp: bool = True  # bfloat16 autocast, on CUDA only
 
 

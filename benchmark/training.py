@@ -96,7 +96,7 @@ class Trainer:
                 model = self.model
                 sims = model.similarity(model.encode_images(images.to(self.device)), model.encode_texts(texts.to(self.device)))
                 groups = None if self.cfg.twins_in_hardest else groups.to(self.device)
-                loss = triplet_loss(sims.float(), image_ids.to(self.device), self.cfg.margin, hardest, groups)
+                loss = triplet_loss(sims.float(), image_ids.to(self.device), self.cfg.margin, hardest, groups, self.cfg.twin_margin)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:

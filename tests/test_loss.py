@@ -1,20 +1,23 @@
 """The VSE++ triplet loss against a naive per-pair loop."""
 
+import pytest
 import torch
 
 from benchmark.loss import triplet_loss
 
 
-def naive_loss(sims, ids, margin, hardest, groups=None):
-    """Per query: the hardest negative outside its group plus every twin (same group, other image), or all summed."""
+def naive_loss(sims, ids, margin, hardest, groups=None, twin_margin=None):
+    """Per query: the hardest negative outside its group (or all of them summed) plus every twin (same group,
+    other image) with the twin margin."""
     n = len(ids)
     groups = groups or list(ids)
     total = 0.0
     for i in range(n):
         for twin in (False, True):
+            m = twin_margin if twin and twin_margin is not None else margin
             negatives = [j for j in range(n) if ids[j] != ids[i] and (groups[j] == groups[i]) == twin]
-            row = [max(0.0, margin + sims[i, j] - sims[i, i]) for j in negatives]
-            col = [max(0.0, margin + sims[j, i] - sims[i, i]) for j in negatives]
+            row = [max(0.0, m + sims[i, j] - sims[i, i]) for j in negatives]
+            col = [max(0.0, m + sims[j, i] - sims[i, i]) for j in negatives]
             total += (max(row, default=0.0) + max(col, default=0.0)) if hardest and not twin else (sum(row) + sum(col))
     return total
 
@@ -38,9 +41,10 @@ def test_twins_are_summed_and_never_take_the_hardest_negative_slot():
     ids = torch.tensor([0, 0, 1, 2, 3, 4, 5])
     groups = torch.tensor([0, 0, 0, 0, 1, 1, 2])  # images 0-2 and 3-4 are twin groups; 5 stands alone
     for hardest in (True, False):
-        got = triplet_loss(sims, ids, 0.2, hardest, groups).item()
-        assert abs(got - naive_loss(sims, ids.tolist(), 0.2, hardest, groups.tolist())) < 1e-5
-    assert triplet_loss(sims, ids, 0.2, False, groups).item() == triplet_loss(sims, ids, 0.2, False).item()
+        for twin_margin in (None, 0.05):
+            got = triplet_loss(sims, ids, 0.2, hardest, groups, twin_margin).item()
+            assert abs(got - naive_loss(sims, ids.tolist(), 0.2, hardest, groups.tolist(), twin_margin)) < 1e-5
+    assert triplet_loss(sims, ids, 0.2, False, groups).item() == pytest.approx(triplet_loss(sims, ids, 0.2, False).item())
 
 
 def test_a_twin_the_model_cannot_tell_apart_leaves_the_other_negatives_their_gradient():

@@ -37,7 +37,7 @@ def log_run(experiment: str, variant: str, dataset: str, seed: int, i2t: np.ndar
             if dataset == "synthetic":
                 mlflow.log_metric("dev_probe_layout", 40.0 + 10 * epoch, step=epoch)
         metrics = metrics_from_ranks(QueryRanks(i2t, t2i))
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()} | {"best_epoch": 3})
         probes = (np.random.default_rng(seed).random((4, 5 * N_IMAGES)) < 0.7).astype(float)
         probes[3] = 1.0  # scene: every variant solves it, so it is not informative
         path = folder / "ranks.npz"
@@ -93,6 +93,7 @@ def test_the_report_writes_every_table_and_figure_and_no_references_beside_synth
     assert "Reported" not in markdown and "Holm–Bonferroni" in markdown and "α = 0.05" in markdown
     diagnostics = {r["Method"]: r for r in data["tables"]["diagnostics"]["rows"]}
     assert diagnostics["sa"]["Dataset"] == "synthetic" and diagnostics["sa"]["n"] == "3"
+    assert diagnostics["sa"]["best epochs"] == "3,3,3"
     mean, interval = diagnostics["sa"]["layout probe (%) per caption"].split(" ", 1)
     low, high = (float(v) for v in interval.strip("[]").split(", "))
     assert low < float(mean) < high and 65 < float(mean) < 75

@@ -149,14 +149,16 @@ def diagnostics_table(data: ReportData) -> Table | None:
     foils = [f"foil_{k}" for k in FOIL_KINDS if any(f"probe_foil_{k}" in data.ranks(r.run_id) for r in data.runs.itertuples())]
     if not twins and not foils:
         return None
-    columns = [("", "Method"), ("", "Dataset"), ("", "n")]
+    columns = [("", "Method"), ("", "Dataset"), ("", "n"), ("", "best epochs")]
     columns += [(f"{k} probe (%)", score) for k in twins for score in ("per caption", "group")]
     columns += [("caption foils (%)", k.removeprefix("foil_")) for k in foils]
     rows, informs = [], {}
     for dataset in datasets:
         accuracy: dict[str, dict[str, tuple[float, float]]] = {k: {} for k in twins}
         for label in data.labels(dataset):
-            row = [Cell(label), Cell(dataset), Cell(str(len(data.runs_of(dataset, label))))]
+            runs = data.runs_of(dataset, label)
+            epochs = runs["best_epoch"].dropna().astype(int).astype(str) if "best_epoch" in runs else []
+            row = [Cell(label), Cell(dataset), Cell(str(len(runs))), Cell(",".join(epochs) or "–")]
             for kind in twins:
                 outcomes = data.probe_outcomes(dataset, label, kind)
                 row += [Cell(_probe_cell(outcomes)), Cell(_probe_cell(outcomes, group=True))]
@@ -168,15 +170,16 @@ def diagnostics_table(data: ReportData) -> Table | None:
         informs[dataset] = {kind: informative(accuracy[kind]) for kind in twins}
     sections = [("", rows)]
     if twins:
-        chance = [Cell("chance"), Cell(""), Cell("")] + [Cell(f"{c:.1f}") for _ in twins for c in (CAPTION_CHANCE, GROUP_CHANCE)]
+        chance = [Cell("chance"), Cell(""), Cell(""), Cell("")] + [Cell(f"{c:.1f}") for _ in twins for c in (CAPTION_CHANCE, GROUP_CHANCE)]
         summary = [chance + [Cell("50.0") for _ in foils]]
         for dataset, flags in informs.items():
             if any(data.probe_outcomes(dataset, label, k) for label in data.labels(dataset) for k in twins):
-                summary.append([Cell("informative?"), Cell(dataset), Cell("")]
+                summary.append([Cell("informative?"), Cell(dataset), Cell(""), Cell("")]
                                + [Cell(("yes" if flags[k] else "no"), bold=not flags[k]) for k in twins for _ in range(2)]
                                + [Cell("") for _ in foils])
         sections.append(("Chance and informativeness", summary))
-    caption = "Pooled over the n seeds; 95% percentile bootstrap interval over captions (or groups) within each seed. "
+    caption = ("Pooled over the n seeds; 95% percentile bootstrap interval over captions (or groups) within each seed. "
+               "Best epochs: the epoch dev-rSum selection kept, per seed (the probes are those of that checkpoint). ")
     if twins:
         caption += ("Twin probes (synthetic): per caption, the percent of base-image captions that score their own image "
                     "above its twin (a tie counts ½); group, the percent of bases all five of whose captions do so "

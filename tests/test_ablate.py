@@ -71,6 +71,7 @@ def test_claim_verdicts_need_every_probe_row():
     assert claim_verdict(["supported", "contradicted"]) == "inconclusive"
     assert claim_verdict(["supported", "not run"]) == "not run"
     assert claim_verdict(["supported", NOT_INFORMATIVE]) == NOT_INFORMATIVE
+    assert claim_verdict(["contradicted", NOT_INFORMATIVE]) == "contradicted"  # never hidden by a row at its ceiling
     rows = [Row("c", "a", "b", "rSum", _result(-5.0, (-4.0, -5.0, -6.0)), 0.01),  # context only: it does not decide
             Row("c", "a", "b", "probe layout", _result(5.0, (4.0, 5.0, 6.0)), 0.01)]
     assert verdicts(rows) == {"c": "supported"}

@@ -9,10 +9,12 @@ its probe cannot separate the grid's variants (every variant ≥ 95%, or none ab
 ``probes.informative``), or both variants of the row sit at its ceiling (≥ 95%), so no difference
 could show.
 
-A claim's verdict rests on its probe rows only; its rSum rows are context (on the synthetic data
-rSum measures retrieval, which every capability feeds, not the claimed one). A claim is not run
-when any of its variants is missing, not informative when any probe row is, supported only when
-every probe row is, and contradicted when some probe row is and none supports it. Each row also
+A claim's verdict rests on its probe rows; its rSum rows are context (on the synthetic data rSum
+measures retrieval, which every capability feeds, not the claimed one). Only a claim with no probe
+(on real data, where its probe has no caption-foil stand-in) takes its verdict from its rSum rows.
+A claim is not run when any of its variants is missing, supported only when every row is,
+contradicted when some row is and none supports it, else not informative when some row is, else
+inconclusive. All rows, rSum included, form one Holm family. Each row also
 states its minimum detectable effect at 80% power given the seed-to-seed spread it showed.
 """
 
@@ -63,15 +65,15 @@ class Row:
 
 
 def claim_verdict(verdicts: list[str]) -> str:
-    """The verdict of a claim from its probe rows' verdicts."""
+    """The verdict of a claim from its probe rows' verdicts (a contradiction is never hidden by a row that cannot inform)."""
     if not verdicts or "not run" in verdicts:
         return "not run"
-    if NOT_INFORMATIVE in verdicts:
-        return NOT_INFORMATIVE
     if all(v == "supported" for v in verdicts):
         return "supported"
     if "contradicted" in verdicts and "supported" not in verdicts:
         return "contradicted"
+    if NOT_INFORMATIVE in verdicts:
+        return NOT_INFORMATIVE
     return "inconclusive"
 
 
@@ -156,8 +158,9 @@ def claims_table(rows: list[Row], dataset: str) -> Table:
             Cell(format_p(row.p_holm)),
             Cell(row.verdict(), bold=row.verdict() in ("supported", "contradicted")),
         ])
-    summary = [[Cell(claim), Cell("all probe rows"), *(Cell("") for _ in range(6)), Cell(verdict, bold=verdict in ("supported", "contradicted"))]
-               for claim, verdict in verdicts(rows).items()]
+    has_probe = {r.claim for r in rows if r.is_probe}
+    summary = [[Cell(claim), Cell("all probe rows" if claim in has_probe else "all rSum rows (no probe)"), *(Cell("") for _ in range(6)),
+                Cell(verdict, bold=verdict in ("supported", "contradicted"))] for claim, verdict in verdicts(rows).items()]
     caption = (f"On {dataset}. Δ: variant minus baseline (probe accuracy points, or rSum points), mean over the shared "
                "seeds; 95% CI: bootstrap over captions (queries) within each seed. Seeds combined by a paired per-caption "
                "randomisation test stratified by seed, Holm–Bonferroni across all rows at α = 0.05, and the sign must agree "

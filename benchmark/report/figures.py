@@ -98,6 +98,8 @@ def training_curves(data: ReportData, datasets: list[str], folder: Path) -> list
             continue
         frame = pd.concat(curves, ignore_index=True)
         panels = [c for c in frame.columns if c.startswith("dev_") and frame[c].notna().any()]
+        if not panels:  # no run logged a dev curve
+            continue
         figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
         for index, (ax, column) in enumerate(zip(axes[0], panels, strict=True)):
             sns.lineplot(data=frame, x="epoch", y=column, hue="variant", hue_order=data.labels(dataset), errorbar="sd",

@@ -73,12 +73,12 @@ def probe_accuracy(outcomes: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-def informative(accuracies: dict[str, tuple[float, float]]) -> bool:
+def informative(accuracies: dict[str, tuple[float, ...]]) -> bool:
     """Whether a probe can separate the variants of a grid: ``accuracies`` maps each variant to its
-    (mean, lower 95% bound) per-caption accuracy. Not when every variant reaches ``SATURATED``, nor
-    when none is above chance (its lower bound above ``CAPTION_CHANCE``)."""
+    per-caption accuracy as (mean, lower 95% bound, ...). Not when every variant reaches ``SATURATED``,
+    nor when none is above chance (its lower bound above ``CAPTION_CHANCE``)."""
     if not accuracies:
         return False
-    saturated = all(mean >= SATURATED for mean, _ in accuracies.values())
-    above_chance = any(low > CAPTION_CHANCE for _, low in accuracies.values())
+    saturated = all(values[0] >= SATURATED for values in accuracies.values())
+    above_chance = any(values[1] > CAPTION_CHANCE for values in accuracies.values())
     return above_chance and not saturated

@@ -86,9 +86,8 @@ class ProbeEvidence:
 
     def __init__(self, data: ReportData, dataset: str, probe: str):
         self.data, self.dataset, self.probe = data, dataset, probe
-        self.accuracy = {label: stats.proportion_ci(o) for label in data.labels(dataset)
-                         if (o := data.probe_outcomes(dataset, label, probe))}
-        self.informative = informative({label: (mean, low) for label, (mean, low, _) in self.accuracy.items()})
+        self.accuracy = data.probe_accuracy(dataset, probe)
+        self.informative = informative(self.accuracy)
 
     def row_informative(self, baseline: str, variant: str) -> bool:
         at_ceiling = all(self.accuracy[v][0] >= SATURATED for v in (baseline, variant) if v in self.accuracy)

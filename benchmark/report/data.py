@@ -46,6 +46,7 @@ class ReportData:
         self.runs = runs
         self._load = ranks_loader
         self._ranks: dict[str, dict[str, np.ndarray]] = {}
+        self._probe_accuracy: dict[tuple[str, str], dict[str, tuple[float, float, float]]] = {}
 
     def ranks(self, run_id: str) -> dict[str, np.ndarray]:
         if run_id not in self._ranks:
@@ -68,6 +69,14 @@ class ReportData:
         key = f"probe_{probe}"
         return {int(r.seed): self.ranks(r.run_id)[key].astype(float) for r in self.runs_of(dataset, label).itertuples()
                 if key in self.ranks(r.run_id)}
+
+    def probe_accuracy(self, dataset: str, probe: str) -> dict[str, tuple[float, float, float]]:
+        """Per variant that has the probe: its per-caption accuracy and 95% interval in %, pooled over seeds (computed once)."""
+        key = (dataset, probe)
+        if key not in self._probe_accuracy:
+            self._probe_accuracy[key] = {label: stats.proportion_ci(outcomes) for label in self.labels(dataset)
+                                         if (outcomes := self.probe_outcomes(dataset, label, probe))}
+        return self._probe_accuracy[key]
 
     def compare(self, dataset: str, benchmark: Benchmark, baseline: str, variant: str, axis: str) -> Comparison:
         column = benchmark.test_key("rsum")

@@ -129,12 +129,8 @@ def _ci(mean: float, low: float, high: float) -> str:
     return f"{mean:.1f} [{low:.1f}, {high:.1f}]"
 
 
-def _probe_cell(outcomes: dict[int, np.ndarray], group: bool = False) -> str:
-    if not outcomes:
-        return "–"
-    if group:
-        outcomes = {seed: group_outcomes(o) for seed, o in outcomes.items()}
-    return _ci(*stats.proportion_ci(outcomes))
+def _group_cell(outcomes: dict[int, np.ndarray]) -> str:
+    return _ci(*stats.proportion_ci({seed: group_outcomes(o) for seed, o in outcomes.items()})) if outcomes else "–"
 
 
 def _twin_kinds(data: ReportData) -> list[str]:
@@ -154,18 +150,15 @@ def diagnostics_table(data: ReportData) -> Table | None:
     columns += [("caption foils (%)", k.removeprefix("foil_")) for k in foils]
     rows, informs = [], {}
     for dataset in datasets:
-        accuracy: dict[str, dict[str, tuple[float, float]]] = {k: {} for k in twins}
+        accuracy = {kind: data.probe_accuracy(dataset, kind) for kind in twins + foils}
         for label in data.labels(dataset):
             runs = data.runs_of(dataset, label)
             epochs = runs["best_epoch"].dropna().astype(int).astype(str) if "best_epoch" in runs else []
             row = [Cell(label), Cell(dataset), Cell(str(len(runs))), Cell(",".join(epochs) or "–")]
             for kind in twins:
-                outcomes = data.probe_outcomes(dataset, label, kind)
-                row += [Cell(_probe_cell(outcomes)), Cell(_probe_cell(outcomes, group=True))]
-                if outcomes:
-                    mean, low, _ = stats.proportion_ci(outcomes)
-                    accuracy[kind][label] = (mean, low)
-            row += [Cell(_probe_cell(data.probe_outcomes(dataset, label, kind))) for kind in foils]
+                row += [Cell(_ci(*accuracy[kind][label]) if label in accuracy[kind] else "–"),
+                        Cell(_group_cell(data.probe_outcomes(dataset, label, kind)))]
+            row += [Cell(_ci(*accuracy[kind][label]) if label in accuracy[kind] else "–") for kind in foils]
             rows.append(row)
         informs[dataset] = {kind: informative(accuracy[kind]) for kind in twins}
     sections = [("", rows)]
@@ -210,14 +203,13 @@ def probe_validity_table(data: ReportData) -> Table | None:
                ("", "Informative?")]
     rows = []
     for dataset in sorted(set(data.runs["dataset"])):
-        labels = data.labels(dataset)
         for kind in twins:
             probe = PROBES[kind]
-            accuracy = {label: stats.proportion_ci(o) for label in labels if (o := data.probe_outcomes(dataset, label, kind))}
+            accuracy = data.probe_accuracy(dataset, kind)
             if not accuracy:
                 continue
             blind, positive = (display_name(v) for v in (probe.blind, probe.positive))
-            flag = informative({label: (mean, low) for label, (mean, low, _) in accuracy.items()})
+            flag = informative(accuracy)
             rows.append([Cell(kind), Cell(probe.capability), Cell(probe.twin), Cell(blind),
                          Cell(_ci(*accuracy[blind]) if blind in accuracy else "not run"), Cell(positive),
                          Cell(_ci(*accuracy[positive]) if positive in accuracy else "not run"),

@@ -31,7 +31,7 @@ from benchmark.metrics import (
     metrics_from_ranks,
     query_ranks,
 )
-from benchmark.probes import base_captions, probe_accuracy, probe_outcomes
+from benchmark.probes import captions_of, probe_accuracy, probe_outcomes
 from variants import ImageEmbedding, RetrievalModel, TextEmbedding
 
 
@@ -90,7 +90,7 @@ def similarity_matrix(model: RetrievalModel, images: ImageEmbedding, texts: Text
 def score(sims: np.ndarray, benchmarks: tuple[Benchmark, ...] = (WHOLE_SPLIT,), twins: np.ndarray | None = None) -> Evaluation:
     """Protocol metrics and per-query ranks of a similarity matrix for each benchmark (COCO: 1K and 5K).
 
-    With ``twins``, ``sims`` holds every image against the base captions only (``probes.base_captions``):
+    With ``twins``, ``sims`` holds every image against the base captions only, group by group:
     retrieval is scored on the base images' rows, the probes on the twins'.
     """
     probes = probe_outcomes(sims, twins) if twins is not None and len(twins) else {}
@@ -132,7 +132,7 @@ def evaluate(model: RetrievalModel, split: Split, token_ids: list[list[int]], cf
     """Encode, score and rank one split; with ``foils`` (kind -> caption indices, foil token ids),
     also the caption-foil probes ``probe_foil_<kind>`` and the share of captions foiled."""
     if split.twins is not None:  # twin-free pool: only the bases' captions are ever queries
-        token_ids = [token_ids[c] for c in (split.twins[:, :1] * CAPTIONS_PER_IMAGE + base_captions(1)).ravel()]
+        token_ids = [token_ids[c] for c in captions_of(split.twins[:, 0]).ravel()]
     images, texts = encode_split(model, split, token_ids, cfg, device, amp)
     sims = similarity_matrix(model, images, texts, cfg, device, amp, desc=f"scoring {split.name}")
     result = score(sims, benchmarks, split.twins)

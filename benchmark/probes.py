@@ -42,14 +42,14 @@ PROBES = {probe.kind: probe for probe in (
 assert tuple(PROBES) == TWIN_KINDS
 
 
-def base_captions(n_groups: int) -> np.ndarray:
-    """(n_groups, 5) column indices of each group's base captions in a probe similarity matrix."""
-    return np.arange(n_groups)[:, None] * CAPTIONS_PER_IMAGE + np.arange(CAPTIONS_PER_IMAGE)
+def captions_of(images: np.ndarray) -> np.ndarray:
+    """(len(images), 5) caption indices of the given images (image ``i`` owns captions ``5 i .. 5 i + 4``)."""
+    return np.asarray(images)[:, None] * CAPTIONS_PER_IMAGE + np.arange(CAPTIONS_PER_IMAGE)
 
 
 def probe_outcomes(sims: np.ndarray, twins: np.ndarray) -> dict[str, np.ndarray]:
     """Per twin kind, per base caption (group-major): 1 (base scores higher), ½ (tie) or 0."""
-    captions = base_captions(len(twins))
+    captions = captions_of(np.arange(len(twins)))  # the probe matrix holds the bases' captions, group by group
     true_scores = sims[twins[:, :1], captions]
     out = {}
     for column, kind in enumerate(TWIN_KINDS, start=1):

@@ -20,6 +20,7 @@ states its minimum detectable effect at 80% power given the seed-to-seed spread 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -116,7 +117,7 @@ def check_claims(data: ReportData, dataset: str, claims: tuple[Claim, ...]) -> l
                 rows.append(Row(claim.text, baseline, variant, f"probe {probe}", result,
                                 informative=result is not None and evidence[probe].row_informative(baseline, variant)))
     adjusted = stats.holm([r.result.permutation_p if r.result else math.nan for r in rows])
-    return [Row(r.claim, r.baseline, r.variant, r.evidence, r.result, p, r.informative) for r, p in zip(rows, adjusted, strict=True)]
+    return [dataclasses.replace(r, p_holm=p) for r, p in zip(rows, adjusted, strict=True)]
 
 
 def verdicts(rows: list[Row]) -> dict[str, str]:

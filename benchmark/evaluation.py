@@ -7,8 +7,8 @@ significance tests.
 
 A split with twins (synthetic) is scored twin-free: only the base images and their captions form
 the retrieval pool, so no rank depends on a pair that a variant's inputs cannot tell apart by
-construction. The twins are scored against their base's captions for the probes only; the other
-captions of twins are never encoded at evaluation.
+construction. For the probes, each group's images are scored against its base's five captions only
+(a block diagonal, linear in the number of groups); the captions of twins are never encoded at evaluation.
 """
 
 from __future__ import annotations
@@ -87,15 +87,11 @@ def similarity_matrix(model: RetrievalModel, images: ImageEmbedding, texts: Text
     return sims
 
 
-def score(sims: np.ndarray, benchmarks: tuple[Benchmark, ...] = (WHOLE_SPLIT,), twins: np.ndarray | None = None) -> Evaluation:
-    """Protocol metrics and per-query ranks of a similarity matrix for each benchmark (COCO: 1K and 5K).
-
-    With ``twins``, ``sims`` holds every image against the base captions only, group by group:
-    retrieval is scored on the base images' rows, the probes on the twins'.
-    """
-    probes = probe_outcomes(sims, twins) if twins is not None and len(twins) else {}
-    if twins is not None:
-        sims = sims[twins[:, 0]]
+def score(sims: np.ndarray, benchmarks: tuple[Benchmark, ...] = (WHOLE_SPLIT,),
+          probes: dict[str, np.ndarray] | None = None) -> Evaluation:
+    """Protocol metrics and per-query ranks of a similarity matrix for each benchmark (COCO: 1K and 5K),
+    with the accuracies of ``probes`` (per-caption outcomes by kind) when given."""
+    probes = probes or {}
     metrics, ranks = {}, {}
     for benchmark in benchmarks:
         parts = fold_ranks(sims, benchmark.folds) if benchmark.folds > 1 else [query_ranks(sims)]
@@ -104,6 +100,23 @@ def score(sims: np.ndarray, benchmarks: tuple[Benchmark, ...] = (WHOLE_SPLIT,), 
         for direction in DIRECTIONS:
             ranks |= dict(zip(benchmark.ranks_keys(direction), (getattr(r, direction) for r in parts), strict=True))
     return Evaluation(metrics=metrics | probe_accuracy(probes), ranks=ranks, probes=probes, benchmarks=benchmarks)
+
+
+@torch.no_grad()
+def group_scores(model: RetrievalModel, images: ImageEmbedding, texts: TextEmbedding, twins: np.ndarray,
+                 device: torch.device, amp: bool = False, groups_per_block: int = 8) -> np.ndarray:
+    """``(n_groups, twins.shape[1], 5)``: every image of a group scored against its base's five captions
+    (``texts`` holds the base captions, group-major), a few groups at a time."""
+    n_groups, width = twins.shape
+    out = np.empty((n_groups, width, CAPTIONS_PER_IMAGE), dtype=np.float32)
+    with autocast(device, amp):
+        for start in range(0, n_groups, groups_per_block):
+            groups = np.arange(start, min(start + groups_per_block, n_groups))
+            block = model.similarity(images[torch.as_tensor(twins[groups].ravel(), device=images.pooled.device)],
+                                     texts[torch.as_tensor(captions_of(groups).ravel(), device=texts.pooled.device)])
+            block = block.float().cpu().numpy().reshape(len(groups), width, len(groups), CAPTIONS_PER_IMAGE)
+            out[groups] = block[np.arange(len(groups)), :, np.arange(len(groups)), :]  # each group's own captions
+    return out
 
 
 @torch.no_grad()
@@ -131,11 +144,14 @@ def evaluate(model: RetrievalModel, split: Split, token_ids: list[list[int]], cf
              foils: dict[str, tuple[np.ndarray, list[list[int]]]] | None = None) -> Evaluation:
     """Encode, score and rank one split; with ``foils`` (kind -> caption indices, foil token ids),
     also the caption-foil probes ``probe_foil_<kind>`` and the share of captions foiled."""
-    if split.twins is not None:  # twin-free pool: only the bases' captions are ever queries
-        token_ids = [token_ids[c] for c in captions_of(split.twins[:, 0]).ravel()]
+    twins = split.twins
+    if twins is not None:  # twin-free pool: only the bases' captions are ever queries
+        token_ids = [token_ids[c] for c in captions_of(twins[:, 0]).ravel()]
     images, texts = encode_split(model, split, token_ids, cfg, device, amp)
-    sims = similarity_matrix(model, images, texts, cfg, device, amp, desc=f"scoring {split.name}")
-    result = score(sims, benchmarks, split.twins)
+    pool = images if twins is None else images[torch.as_tensor(twins[:, 0], device=images.pooled.device)]
+    sims = similarity_matrix(model, pool, texts, cfg, device, amp, desc=f"scoring {split.name}")
+    probes = None if twins is None or not len(twins) else probe_outcomes(group_scores(model, images, texts, twins, device, amp))
+    result = score(sims, benchmarks, probes)
     for kind, (index, foil_tokens) in (foils or {}).items():
         outcomes = foil_outcomes(model, images, sims, index, foil_tokens, cfg, device, amp)
         result.metrics[f"foiled_{kind}"] = float(100.0 * len(index) / len(token_ids))

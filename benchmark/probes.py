@@ -1,8 +1,7 @@
 """Twin probes on the synthetic data: does a base image outscore its twin for the base's captions?
 
-Pure functions over a similarity matrix of every image against the **base captions** (column
-``5 g + c`` is caption ``c`` of group ``g``'s base) and the ``(n_groups, 1 + len(TWIN_KINDS))`` twin
-table. Per caption, a win scores 1, a tie ½ and a loss 0: a model that cannot tell the pair apart
+Pure functions over the scores of each group's images (the base and its twins) against the
+**base's captions**. Per caption, a win scores 1, a tie ½ and a loss 0: a model that cannot tell the pair apart
 scores ties (equal up to float rounding, ``TIE``), so it sits at chance, not at 0. The **group** score of a base is the product of
 its five captions' outcomes: 1 when every caption prefers the base (Winoground's group score, What's
 Up's set accuracy); its chance is ½⁵ ≈ 3.1%. Outcomes are kept per caption and per group for paired tests.
@@ -47,15 +46,14 @@ def captions_of(images: np.ndarray) -> np.ndarray:
     return np.asarray(images)[:, None] * CAPTIONS_PER_IMAGE + np.arange(CAPTIONS_PER_IMAGE)
 
 
-def probe_outcomes(sims: np.ndarray, twins: np.ndarray) -> dict[str, np.ndarray]:
-    """Per twin kind, per base caption (group-major): 1 (base scores higher), ½ (tie) or 0."""
-    captions = captions_of(np.arange(len(twins)))  # the probe matrix holds the bases' captions, group by group
-    true_scores = sims[twins[:, :1], captions]
-    out = {}
-    for column, kind in enumerate(TWIN_KINDS, start=1):
-        margin = true_scores - sims[twins[:, column][:, None], captions]
-        out[kind] = np.where(np.abs(margin) <= TIE, 0.5, (margin > 0).astype(float)).ravel()
-    return out
+def probe_outcomes(scores: np.ndarray) -> dict[str, np.ndarray]:
+    """Per twin kind, per base caption (group-major): 1 (base scores higher), ½ (tie) or 0.
+
+    ``scores`` is ``(n_groups, 1 + len(TWIN_KINDS), 5)``: each image of a group (the base first, then its
+    twins in ``TWIN_KINDS`` order) scored against the base's five captions."""
+    margins = scores[:, :1] - scores[:, 1:]
+    return {kind: np.where(np.abs(margin) <= TIE, 0.5, (margin > 0).astype(float)).ravel()
+            for kind, margin in zip(TWIN_KINDS, margins.transpose(1, 0, 2), strict=True)}
 
 
 def group_outcomes(outcomes: np.ndarray) -> np.ndarray:

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import ModelConfig, SyntheticConfig
+from benchmark.config import EvalConfig, ModelConfig, SyntheticConfig
 from benchmark.data.batches import image_batch
 from benchmark.data.loader import load_split
 from benchmark.data.synthetic import ensure_dataset
 from benchmark.data.layout import TWIN_KINDS
-from benchmark.probes import PROBES
+from benchmark.evaluation import encode_split, group_scores, similarity_matrix
+from benchmark.probes import PROBES, captions_of
 from variants import FeatureDims, build_model
 
 SMALL = SyntheticConfig(train_groups=1, dev_groups=1, test_groups=6)
@@ -30,11 +31,14 @@ def split(tmp_path_factory):
     return load_split(root / "synthetic_precomp", "test")
 
 
-def pooled(variant: str, split, images: np.ndarray) -> torch.Tensor:
-    dims = FeatureDims(region_dim=split.regions.shape[2], n_regions=split.regions.shape[1], vocab_size=10,
+def dims_of(split) -> FeatureDims:
+    return FeatureDims(region_dim=split.regions.shape[2], n_regions=split.regions.shape[1], vocab_size=10,
                        grid_dim=split.grid.shape[2], grid_cells=split.grid.shape[1])
+
+
+def pooled(variant: str, split, images: np.ndarray) -> torch.Tensor:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(variant=variant, embed_dim=32, word_dim=8, num_heads=2), dims).eval()
+    model = build_model(ModelConfig(variant=variant, embed_dim=32, word_dim=8, num_heads=2), dims_of(split)).eval()
     with torch.no_grad():
         return model.encode_images(image_batch(split, images)).pooled
 
@@ -65,6 +69,18 @@ def test_the_positive_control_sees_a_difference(split, kind):
 def test_every_control_that_is_blind_by_construction(split, variant, kind):
     base, twin = base_and_twin(variant, split, kind)
     torch.testing.assert_close(base, twin, atol=1e-6, rtol=0)
+
+
+def test_group_scores_are_the_full_matrix_entries_of_each_group(split):
+    """The probes score each group block by block; the numbers are those of the full image x caption matrix."""
+    model = build_model(ModelConfig(variant="dsrln", embed_dim=32, word_dim=8, num_heads=2), dims_of(split)).eval()
+    captions = captions_of(split.twins[:, 0]).ravel()
+    tokens = [[1 + (c + i) % 9 for i in range(3 + c % 4)] for c in captions]  # any words; lengths differ
+    images, texts = encode_split(model, split, tokens, EvalConfig(), torch.device("cpu"))
+    full = similarity_matrix(model, images, texts, EvalConfig(), torch.device("cpu"))
+    scores = group_scores(model, images, texts, split.twins, torch.device("cpu"), groups_per_block=4)
+    expected = full[split.twins[:, :, None], captions_of(np.arange(len(split.twins)))[:, None, :]]
+    np.testing.assert_allclose(scores, expected, atol=1e-6, rtol=0)
 
 
 def test_the_twins_differ_from_the_base_in_their_one_factor_only(split):

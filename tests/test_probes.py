@@ -9,21 +9,18 @@ from benchmark.probes import GROUP_CHANCE, PROBES, group_outcomes, informative, 
 
 
 def test_probe_outcomes_compare_each_base_caption_with_each_twin_exactly():
-    # Two groups of five images ([base, layout, binding, context, scene]) in an order that is not the identity,
-    # so that rows and columns cannot be confused: group 0 is images 5..9, group 1 is images 0..4. Columns are
-    # the base captions only: group 0's are 0..4, group 1's are 5..9.
-    twins = np.array([[5, 6, 7, 8, 9], [0, 1, 2, 3, 4]])
-    sims = np.zeros((10, 10))
-    sims[5, 0:5] = 0.9
-    sims[0, 5:10] = 0.5
+    # scores[g, i, c]: image i of group g ([base, layout, binding, context, scene]) against the base's caption c.
+    scores = np.zeros((2, 5, 5))
+    scores[0, 0] = 0.9
+    scores[1, 0] = 0.5
     # Group 0: the layout twin beats the base on captions 1 and 3 and ties on 2; the binding twin loses everywhere;
     # the context twin ties within float rounding everywhere; the scene twin wins on caption 4.
-    sims[6, 0:5] = [0.1, 0.95, 0.9, 0.99, 0.2]
-    sims[8, 0:5] = 0.9 + 1e-7
-    sims[9, 0:5] = [0.0, 0.0, 0.0, 0.0, 1.0]
+    scores[0, 1] = [0.1, 0.95, 0.9, 0.99, 0.2]
+    scores[0, 3] = 0.9 + 1e-7
+    scores[0, 4] = [0.0, 0.0, 0.0, 0.0, 1.0]
     # Group 1: every twin loses except the scene twin on its caption 0.
-    sims[4, 5] = 0.7
-    outcomes = probe_outcomes(sims, twins)
+    scores[1, 4, 0] = 0.7
+    outcomes = probe_outcomes(scores)
     assert outcomes["layout"].tolist() == [1, 0, 0.5, 0, 1] + [1] * 5
     assert outcomes["binding"].tolist() == [1] * 10
     assert outcomes["context"].tolist() == [0.5] * 5 + [1] * 5
@@ -36,8 +33,7 @@ def test_probe_outcomes_compare_each_base_caption_with_each_twin_exactly():
 
 def test_a_model_that_cannot_tell_twins_apart_sits_exactly_at_chance():
     """Identical embeddings of base and twin give ties, and a tie counts ½: chance per caption and per group."""
-    twins = np.array([[0, 1, 2, 3, 4]])
-    accuracy = probe_accuracy(probe_outcomes(np.ones((5, 5)), twins))
+    accuracy = probe_accuracy(probe_outcomes(np.ones((1, 5, 5))))
     for kind in PROBES:
         assert accuracy[f"probe_{kind}"] == 50.0
         assert accuracy[f"probe_{kind}_group"] == pytest.approx(GROUP_CHANCE)

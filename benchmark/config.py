@@ -39,7 +39,7 @@ class SyntheticConfig:
     """Size and difficulty of the synthetic diagnostic dataset (see ``benchmark.data.synthetic``)."""
 
     train_groups: int = 500  # groups of five images (a base and its four twins)
-    dev_groups: int = 100
+    dev_groups: int = 250  # 250 bases (1,250 captions): with 100, dev-rSum noise picked epochs before a probe was learned
     test_groups: int = 250  # 250 base images (1,250 captions) in the twin-free retrieval pool; twins only probe
     n_regions: int = 16  # regions per image (real BUTD features have 36)
     region_dim: int = 128

@@ -22,6 +22,7 @@ from typing import Any
 
 import tomli_w
 
+from benchmark.data.layout import TWIN_KINDS
 from benchmark.errors import UserError
 
 # Field roles, declared once on the fields below (``metadata={"role": ...}``) and derived everywhere:
@@ -102,6 +103,7 @@ class TrainConfig:
     margin: float = 0.2  # hinge margin of the triplet loss (VSE++)
     warmup_epochs: int = 1  # epochs of sum-over-negatives before hardest negatives (vse_infty)
     group_batches: bool = True  # keep twin groups in one batch, so twins are hard negatives
+    held_out_twins: list[str] = field(default_factory=lambda: ["binding"])  # twin kinds never trained on: their probe tests transfer
     twin_margin: float = 0.1  # hinge margin against a twin (a minimal pair: ranked, not pushed a full margin apart)
     twins_in_hardest: bool = False  # let twins compete for VSE++'s hardest-negative slot with `margin` (before v2; see loss.py)
     amp: bool = True  # bfloat16 autocast, on CUDA only
@@ -288,10 +290,13 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def _canonical(cfg: RunConfig) -> RunConfig:
-    """Keep the variant spec canonical (``dsrln`` -> ``gisa+dif+hier``), so that nothing parses it again."""
+    """Keep the variant spec canonical (``dsrln`` -> ``gisa+dif+hier``), so that nothing parses it again;
+    check the twin kinds named by ``train.held_out_twins``."""
     from variants import parse_variant  # variants builds on this module's ModelConfig, so import it late
 
     cfg.model.variant = parse_variant(cfg.model.variant).name
+    if unknown := sorted(set(cfg.train.held_out_twins) - set(TWIN_KINDS)):
+        raise UserError(f"config 'train.held_out_twins' names unknown twin kinds {unknown}; choose from {list(TWIN_KINDS)}")
     return cfg
 
 

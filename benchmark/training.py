@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from benchmark.checkpoint import save_checkpoint
 from benchmark.config import RunConfig, TrainConfig
-from benchmark.data.batches import CaptionPairs, epoch_batches, image_groups
+from benchmark.data.batches import CaptionPairs, epoch_batches, training_groups
 from benchmark.data.loader import Split
 from benchmark.evaluation import Evaluation, autocast, evaluate
 from benchmark.loss import triplet_loss
@@ -89,7 +89,8 @@ class Trainer:
         self.model.train()
         hardest = epoch > self.cfg.warmup_epochs
         loader = DataLoader(pairs, sampler=batches, batch_size=None)
-        bar = tqdm(total=len(pairs), desc=f"epoch {epoch}/{total}", unit="pair", leave=False, dynamic_ncols=True)
+        n_pairs = sum(len(batch) for batch in batches)
+        bar = tqdm(total=n_pairs, desc=f"epoch {epoch}/{total}", unit="pair", leave=False, dynamic_ncols=True)
         start, loss_sum = time.perf_counter(), 0.0
         for step, (images, texts, image_ids, groups) in enumerate(loader, start=1):
             with autocast(self.device, self.amp):
@@ -108,7 +109,7 @@ class Trainer:
         bar.close()
         self.scheduler.step()
         seconds = time.perf_counter() - start
-        return loss_sum / max(len(batches), 1), seconds, len(pairs) / seconds
+        return loss_sum / max(len(batches), 1), seconds, n_pairs / seconds
 
 
 def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch.device, checkpoint_dir: Path,
@@ -126,7 +127,7 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
         trainer.load_state_dict(resume)
         progress = Progress(resume["epoch"], resume["best_rsum"], resume["best_epoch"])
         torch.set_rng_state(resume["torch_rng"])
-    groups = image_groups(data.train.n_images, data.train.twins if cfg.train.group_batches else None)
+    groups = training_groups(data.train, cfg.train.group_batches, cfg.train.held_out_twins)
     pairs = CaptionPairs(data.train, data.train_tokens)
     for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
         lr = trainer.optimizer.param_groups[0]["lr"]

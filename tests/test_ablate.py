@@ -112,6 +112,8 @@ def _another(key: str, value):
         return "gisa"
     if key == "data.dataset":
         return "f30k"
+    if key == "train.held_out_twins":
+        return [] if value else ["binding"]
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from benchmark.data.layout import CAPTIONS_PER_IMAGE
+from benchmark.data.layout import CAPTIONS_PER_IMAGE, TWIN_KINDS
 from benchmark.data.loader import Split
 from variants import ImageBatch, TextBatch
 
@@ -57,6 +57,16 @@ def image_groups(n_images: int, twins: np.ndarray | None) -> list[np.ndarray]:
     return list(twins) + list(loose[:, None])
 
 
+def training_groups(split: Split, group_batches: bool, held_out: list[str]) -> list[np.ndarray]:
+    """``image_groups`` of the train split without the twins of the ``held_out`` kinds: those images (and
+    their captions) are never trained on, so their probe asks what a variant picks up from the captions."""
+    groups = image_groups(split.n_images, split.twins if group_batches else None)
+    if split.twins is None or not held_out:
+        return groups
+    left_out = split.twins[:, [1 + TWIN_KINDS.index(kind) for kind in held_out]].ravel()
+    return [kept for group in groups if len(kept := group[~np.isin(group, left_out)])]
+
+
 def group_ids(groups: list[np.ndarray], n_images: int) -> np.ndarray:
     """(n_images,) the index of each image's group."""
     out = np.empty(n_images, dtype=np.int64)
@@ -72,7 +82,7 @@ def epoch_batches(groups: list[np.ndarray], batch_size: int, rng: np.random.Gene
     of its captions, groups kept together in a shuffled order. A batch thus holds whole twin
     groups (hard negatives) and rarely two captions of one image.
     """
-    n_images = sum(len(g) for g in groups)
+    n_images = 1 + max(int(g.max()) for g in groups)  # every image of the split, when none is held out
     caption_slot = rng.permuted(np.tile(np.arange(CAPTIONS_PER_IMAGE), (n_images, 1)), axis=1)
     rounds = []
     for r in range(CAPTIONS_PER_IMAGE):

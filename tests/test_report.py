@@ -31,7 +31,7 @@ def log_run(experiment: str, variant: str, dataset: str, seed: int, i2t: np.ndar
     """A real MLflow run as `run` records it: tags, params, per-epoch dev rSum, test metrics, ranks.npz."""
     with mlflow.start_run(experiment_id=tracking.experiment_id(experiment, folder)):
         mlflow.set_tags({"variant": variant, "dataset": dataset, "seed": str(seed)} | (tags or {}))
-        mlflow.log_params({"seed": seed, "model.variant": variant, "train.epochs": 3})
+        mlflow.log_params({"seed": seed, "model.variant": variant, "train.epochs": 3, "train.held_out_twins": ["binding"]})
         for epoch, value in enumerate((300.0, 350.0 + seed, 360.0), start=1):
             mlflow.log_metric("dev_rsum", value, step=epoch)
             if dataset == "synthetic":
@@ -91,6 +91,7 @@ def test_the_report_writes_every_table_and_figure_and_no_references_beside_synth
         assert {f"figures/{stem}.png", f"figures/{stem}.pdf"} <= names
     markdown = (out / "report.md").read_text()
     assert "Reported" not in markdown and "Holm–Bonferroni" in markdown and "α = 0.05" in markdown
+    assert "Never trained on (train.held_out_twins): the binding twins" in markdown
     diagnostics = {r["Method"]: r for r in data["tables"]["diagnostics"]["rows"]}
     assert diagnostics["sa"]["Dataset"] == "synthetic" and diagnostics["sa"]["n"] == "3"
     assert diagnostics["sa"]["best epochs"] == "3,3,3"

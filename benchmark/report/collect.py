@@ -8,6 +8,7 @@ averaged together. Of several runs with the same group and seed (a rerun), the n
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from variants import AXES, parse_variant
 class RunSet:
     """The runs a report covers, one row each, and what was left out."""
 
-    runs: pd.DataFrame  # run_id, dataset, variant, recipe, label, seed, start_time, test_* metrics
+    runs: pd.DataFrame  # run_id, dataset, variant, recipe, held_out_twins, label, seed, start_time, test_* metrics
     excluded: dict[str, int] = field(default_factory=dict)
 
 
@@ -34,6 +35,11 @@ def _recipe(params: pd.Series) -> str:
     kept = {k.removeprefix("params."): v for k, v in params.items()
             if k.startswith("params.") and k.removeprefix("params.") not in NOT_RECIPE and isinstance(v, str)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _held_out(param: str | None) -> tuple[str, ...]:
+    """The twin kinds a run never trained on, from its logged ``train.held_out_twins`` (none before it existed)."""
+    return tuple(ast.literal_eval(param)) if isinstance(param, str) else ()
 
 
 def load_runs(experiment: str, dataset: str | None = None, variants: list[str] | None = None,
@@ -73,6 +79,7 @@ def load_runs(experiment: str, dataset: str | None = None, variants: list[str] |
         "run_id": frame["run_id"], "dataset": frame["tags.dataset"], "variant": frame["tags.variant"],
         "seed": frame["tags.seed"].astype(int), "start_time": frame["start_time"],
         "recipe": [_recipe(row) for _, row in frame.iterrows()],
+        "held_out_twins": [_held_out(value) for value in frame.get("params.train.held_out_twins", [None] * len(frame))],
     })
     for column in sorted(frame.columns):  # search_runs orders metric columns as the runs list them
         if column.startswith("metrics.test_") or column in ("metrics.best_epoch", "metrics.wall_seconds"):

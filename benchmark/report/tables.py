@@ -179,6 +179,10 @@ def diagnostics_table(data: ReportData) -> Table | None:
                     f"(chance {GROUP_CHANCE:.1f}). " + " ".join(f"{PROBES[k].kind}: {PROBES[k].twin}." for k in twins)
                     + f" Informative: some variant is above chance (lower bound > {CAPTION_CHANCE:.0f}) and not every variant "
                     f"reaches {SATURATED:.0f}. ")
+        held_out = sorted({kind for kinds in data.runs.get("held_out_twins", []) for kind in kinds})
+        if held_out:
+            caption += (f"Never trained on (train.held_out_twins): the {', '.join(held_out)} twins, so their probe measures "
+                        "what a variant picks up from the captions alone; the other twins are hard negatives in training. ")
     if foils:
         shares = []
         for dataset in datasets:

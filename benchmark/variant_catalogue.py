@@ -8,15 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.ablate.grid import load_grid
-from benchmark.config import DataConfig, ModelConfig
+from benchmark.config import DataConfig, ModelConfig, SyntheticConfig
+from benchmark.data import synthetic
 from benchmark.data.datasets import open_dataset
 from benchmark.data.vocab import Vocabulary
 from variants import ALIASES, AXES, FeatureDims, build_model, count_parameters, one_component_pairs, parse_variant
 
 
 def _dims(dataset: str, data_root: str | None, results_dir: Path) -> FeatureDims:
+    """The dataset's model-input sizes: computed for the synthetic data (nothing is generated), read from real data."""
     from benchmark.runner import feature_dims
 
+    if dataset == "synthetic":
+        return synthetic.feature_dims(SyntheticConfig())
     _, splits = open_dataset(DataConfig(dataset=dataset, data_root=data_root or ""), results_dir, ("train",))
     train = splits["train"]
     return feature_dims(train, len(Vocabulary.build(train.captions)))

@@ -68,3 +68,4 @@ def test_variants_details_prints_each_pairs_difference(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "sa -> gisa (relation)" in out and "differ in relation.biases" in out
     assert "gisa+dif-unmasked -> gisa+dif (source)" in out and "the same parameters" in out
+    assert not any(tmp_path.iterdir())  # the synthetic dims are computed: no dataset is generated

@@ -4,7 +4,8 @@ import numpy as np
 
 from benchmark.config import SyntheticConfig
 from benchmark.data.loader import load_split
-from benchmark.data.synthetic import CLASSES, COLOURS, INVERSE, SCENES, SURFACES, ensure_dataset
+from benchmark.data.synthetic import CLASSES, COLOURS, INVERSE, SCENES, SURFACES, ensure_dataset, feature_dims
+from benchmark.data.vocab import Vocabulary
 
 RELATION_WORDS = {"left": "left", "right": "right", "above": "above", "over": "above",
                   "below": "below", "under": "below", "beneath": "below"}
@@ -60,3 +61,12 @@ def test_captions_name_colours_classes_relation_and_background(tmp_path):
 def test_entanglement_mixes_overlapping_regions(tmp_path):
     clean, mixed = load(tmp_path, "clean", noise=0.0), load(tmp_path, "mixed", noise=0.0, entangle=0.5)
     assert not np.allclose(clean.regions, mixed.regions)
+
+
+def test_the_computed_feature_dims_are_those_of_a_generated_train_split(tmp_path):
+    """`variants --details` counts parameters from dims it computes; a train split that holds every word agrees."""
+    from benchmark.runner import feature_dims as dims_of_split
+
+    cfg = SyntheticConfig(**SMALL | dict(train_groups=60))
+    train = load_split(ensure_dataset(cfg, tmp_path) / "synthetic_precomp", "train")
+    assert feature_dims(cfg) == dims_of_split(train, len(Vocabulary.build(train.captions)))

@@ -49,7 +49,8 @@ import numpy as np
 from benchmark.config import SyntheticConfig
 from benchmark.data.layout import DATASETS, TWIN_KINDS, SplitFiles
 from benchmark.errors import UserError
-from variants import cell_boxes
+from benchmark.data.vocab import PAD, UNK, tokenize
+from variants import FeatureDims, cell_boxes
 
 CLASSES = ("dog", "cat", "horse", "bird", "car", "bicycle", "man", "woman", "ball", "chair", "boat", "kite")
 COLOURS = ("red", "blue", "green", "yellow", "black", "white", "brown", "pink")
@@ -180,6 +181,21 @@ def captions(rng: np.random.Generator, scene: Scene) -> list[str]:
         inv_options = PHRASES[INVERSE[scene.relation]]
         out.append(template.format(rel=rel, inv=inv_options[rng.integers(len(inv_options))], **words))
     return out
+
+
+def caption_words(cfg: SyntheticConfig) -> set[str]:
+    """Every word a caption can hold at these settings: the vocabulary that a train split with every
+    class, colour, surface, scene and phrasing builds (any split of the default size)."""
+    blanks = dict.fromkeys(("a", "b", "ca", "cb", "sa", "sb", "scene", "rel", "inv"), "")
+    texts = [template.format(**blanks) for template in TEMPLATES] + [p for phrases in PHRASES.values() for p in phrases]
+    texts += [*CLASSES[:cfg.n_classes], *COLOURS[:cfg.n_colours], *SURFACES[:cfg.n_surfaces], *SCENES[:cfg.n_scenes]]
+    return {word for text in texts for word in tokenize(text)}
+
+
+def feature_dims(cfg: SyntheticConfig) -> FeatureDims:
+    """The model-input sizes of the synthetic data at these settings, without generating it."""
+    return FeatureDims(region_dim=cfg.region_dim, n_regions=cfg.n_regions, vocab_size=len((PAD, UNK)) + len(caption_words(cfg)),
+                       grid_dim=cfg.grid_dim, grid_cells=cfg.grid_size**2)
 
 
 def _iou(boxes: np.ndarray) -> np.ndarray:

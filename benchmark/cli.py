@@ -48,15 +48,15 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser("run", help="train and evaluate one variant", description=(
-        "Train one variant, select the best epoch on dev rSum, evaluate it on test, and track it in MLflow. "
+        "Train one variant, select the best epoch on dev (rSum, plus the probes of trained twin kinds), evaluate it on test, and track it in MLflow. "
         "Overrides are dotted config keys, e.g. train.lr=3e-4 model.embed_dim=512."))
     _add_config_options(run)
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--log-checkpoint", action="store_true", help="also store best.pt as an MLflow artifact")
 
     sweep = commands.add_parser("sweep", help="tune a variant's hyperparameters with Optuna", description=(
-        "Search hyperparameters with Optuna (TPE sampler, seeded; median pruning on the per-epoch dev rSum). "
-        "The objective is the best dev rSum: the test split is never used. Every trial is a nested MLflow "
+        "Search hyperparameters with Optuna (TPE sampler, seeded; median pruning on the per-epoch dev score). "
+        "The objective is the best dev score (rSum, plus the probes of trained twin kinds on synthetic): the test split is never used. Every trial is a nested MLflow "
         "run under one parent run per sweep. Rerunning with the same --study adds trials to it."))
     _add_config_options(sweep)
     sweep.add_argument("--n-trials", type=int, default=20, help="trials to add to the study (default 20)")
@@ -149,7 +149,7 @@ def _run(args: argparse.Namespace) -> None:
     else:
         cfg = _config(args, {"log_checkpoint": True} if args.log_checkpoint else {})
         result = runner.run(cfg, results)
-    print(f"\ntest ({result.run_dir.name}, best epoch {result.best_epoch}, dev rSum {result.best_dev_rsum:.1f})")
+    print(f"\ntest ({result.run_dir.name}, best epoch {result.best_epoch}, dev score {result.best_dev_score:.1f})")
     print(evaluation_report(result.metrics, result.test.benchmarks))
     print(f"wall time {result.seconds:.0f} s, peak RSS {result.peak_rss_mb:.0f} MB; outputs in {result.run_dir}")
 

@@ -40,7 +40,7 @@ class SyntheticConfig:
     """Size and difficulty of the synthetic diagnostic dataset (see ``benchmark.data.synthetic``)."""
 
     train_groups: int = 500  # groups of five images (a base and its four twins)
-    dev_groups: int = 250  # 250 bases (1,250 captions): with 100, dev-rSum noise picked epochs before a probe was learned
+    dev_groups: int = 250  # 250 bases (1,250 captions): with 100, dev noise picked epochs before a probe was learned
     test_groups: int = 250  # 250 base images (1,250 captions) in the twin-free retrieval pool; twins only probe
     n_regions: int = 16  # regions per image (real BUTD features have 36)
     region_dim: int = 128
@@ -105,6 +105,7 @@ class TrainConfig:
     group_batches: bool = True  # keep twin groups in one batch, so twins are hard negatives
     held_out_twins: list[str] = field(default_factory=lambda: ["binding"])  # twin kinds never trained on: their probe tests transfer
     twin_margin: float = 0.1  # hinge margin against a twin (a minimal pair: ranked, not pushed a full margin apart)
+    select_on_probes: bool = True  # dev selection scores rSum + the dev probes of trained twin kinds (False: rSum alone)
     twins_in_hardest: bool = False  # let twins compete for VSE++'s hardest-negative slot with `margin` (before v2; see loss.py)
     amp: bool = True  # bfloat16 autocast, on CUDA only
 

@@ -47,7 +47,7 @@ class RunResult:
     run_id: str
     test: Evaluation
     best_epoch: int
-    best_dev_rsum: float
+    best_dev_score: float  # the dev selection score of the best epoch (training.selection_score)
     seconds: float
     peak_rss_mb: float
 
@@ -200,7 +200,7 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
                           foils=None if test.twins is not None else foil_tokens(test.captions, model.tokenizer(vocab)))
         seconds = time.perf_counter() - started
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        summary = {"best_epoch": progress.best_epoch, "best_dev_rsum": progress.best_rsum,
+        summary = {"best_epoch": progress.best_epoch, "best_dev_score": progress.best_score,
                    "wall_seconds": seconds, "peak_rss_mb": peak_rss_mb}
         mlflow.log_metrics({TEST_PREFIX + k: v for k, v in result.metrics.items()} | summary)
         _save_outputs(run_dir, result, summary)
@@ -208,7 +208,7 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
             mlflow.log_artifact(str(run_dir / name))
         if cfg.log_checkpoint:
             mlflow.log_artifact(str(run_dir / "checkpoints" / "best.pt"), artifact_path="checkpoints")
-    return RunResult(run_dir, tracked.run_id, result, progress.best_epoch, progress.best_rsum, seconds, peak_rss_mb)
+    return RunResult(run_dir, tracked.run_id, result, progress.best_epoch, progress.best_score, seconds, peak_rss_mb)
 
 
 def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, data_root: str | None = None,

@@ -128,7 +128,7 @@ class TrackedRun:
         from tqdm import tqdm
 
         metrics = {"train_loss": record.train_loss, "lr": record.lr, "epoch_seconds": record.seconds,
-                   "samples_per_s": record.samples_per_s}
+                   "samples_per_s": record.samples_per_s, "dev_score": record.score}
         metrics |= {f"dev_{k}": v for k, v in record.dev.metrics.items()}
         mlflow.log_metrics(metrics, step=record.epoch, run_id=self.run_id)
         if not self.echo:
@@ -136,7 +136,7 @@ class TrackedRun:
         probes = "  ".join(f"{k[6:]} {v:.1f}" for k, v in record.dev.metrics.items() if k.startswith("probe_") and not k.endswith("_group"))
         tqdm.write(
             f"epoch {record.epoch}/{epochs}  loss {record.train_loss:.3f}  dev rSum {record.dev.metrics['rsum']:.1f}"
-            f"{' (best)' if record.is_best else ''}  {probes}  {record.seconds:.1f}s  {record.samples_per_s:.0f} pairs/s"
+            f"  score {record.score:.1f}{' (best)' if record.is_best else ''}  {probes}  {record.seconds:.1f}s  {record.samples_per_s:.0f} pairs/s"
         )
 
 

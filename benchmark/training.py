@@ -1,7 +1,8 @@
-"""The one training loop for every variant: VSE++ loss, AdamW, step schedule, dev-rSum selection.
+"""The one training loop for every variant: VSE++ loss, AdamW, step schedule, dev selection.
 
 Each epoch trains on the train split, evaluates on **dev** (never test), writes ``last.pt`` and,
-when dev rSum improves, ``best.pt``. A resumed run restores the model, optimiser, schedule and
+when the dev selection score improves, ``best.pt``. The score is what the loss trains: dev rSum,
+plus the dev probe accuracy of every twin kind in training (on real data, rSum alone). A resumed run restores the model, optimiser, schedule and
 torch RNG state, and draws each epoch's batch order from ``(seed, epoch)``, so it continues
 exactly as an uninterrupted run would.
 """
@@ -47,14 +48,23 @@ class EpochRecord:
     samples_per_s: float
     lr: float
     dev: Evaluation
+    score: float  # the dev selection score (selection_score)
     is_best: bool
 
 
 @dataclass
 class Progress:
     epoch: int = 0  # epochs completed
-    best_rsum: float = -math.inf
+    best_score: float = -math.inf  # the best dev selection score so far
     best_epoch: int = 0
+
+
+def selection_score(dev: Evaluation, cfg: TrainConfig) -> float:
+    """Dev rSum plus, with ``select_on_probes``, the dev accuracy (%) of each twin probe whose kind
+    is trained on: the twins are hard negatives of the loss, so selection scores both of its
+    terms. Held-out kinds never count; twin-free (real) data scores rSum alone."""
+    trained = [kind for kind in dev.probes if cfg.select_on_probes and kind not in cfg.held_out_twins]
+    return dev.metrics["rsum"] + sum(dev.metrics[f"probe_{kind}"] for kind in trained)
 
 
 def parameter_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -115,7 +125,7 @@ class Trainer:
 def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch.device, checkpoint_dir: Path,
         meta: dict[str, Any], on_epoch: Callable[[EpochRecord], None] | None = None,
         resume: dict[str, Any] | None = None) -> Progress:
-    """Train ``cfg.train.epochs`` epochs (continuing from ``resume``), selecting on dev rSum.
+    """Train ``cfg.train.epochs`` epochs (continuing from ``resume``), selecting on ``selection_score``.
 
     ``meta`` (config, vocabulary, dims) is stored in every checkpoint so that each one is
     self-contained for ``benchmark eval``.
@@ -125,7 +135,7 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
     if resume is not None:
         model.load_state_dict(resume["model"])
         trainer.load_state_dict(resume)
-        progress = Progress(resume["epoch"], resume["best_rsum"], resume["best_epoch"])
+        progress = Progress(resume["epoch"], resume["best_score"], resume["best_epoch"])
         torch.set_rng_state(resume["torch_rng"])
     groups = training_groups(data.train, cfg.train.group_batches, cfg.train.held_out_twins)
     pairs = CaptionPairs(data.train, data.train_tokens)
@@ -134,15 +144,16 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
         batches = epoch_batches(groups, cfg.train.batch_size, np.random.default_rng([cfg.seed, epoch]))
         loss, seconds, rate = trainer.train_epoch(pairs, batches, epoch, cfg.train.epochs)
         dev = evaluate(model, data.dev, data.dev_tokens, cfg.eval, device, amp=trainer.amp)
-        is_best = dev.metrics["rsum"] > progress.best_rsum
-        progress = Progress(epoch, *((dev.metrics["rsum"], epoch) if is_best else (progress.best_rsum, progress.best_epoch)))
+        score = selection_score(dev, cfg.train)
+        is_best = score > progress.best_score
+        progress = Progress(epoch, *((score, epoch) if is_best else (progress.best_score, progress.best_epoch)))
         payload = meta | trainer.state_dict() | {
-            "model": model.state_dict(), "epoch": epoch, "best_rsum": progress.best_rsum,
+            "model": model.state_dict(), "epoch": epoch, "best_score": progress.best_score,
             "best_epoch": progress.best_epoch, "torch_rng": torch.get_rng_state(),
         }
         save_checkpoint(payload, checkpoint_dir / "last.pt")
         if is_best:
             save_checkpoint(payload, checkpoint_dir / "best.pt")
         if on_epoch is not None:
-            on_epoch(EpochRecord(epoch, loss, seconds, rate, lr, dev, is_best))
+            on_epoch(EpochRecord(epoch, loss, seconds, rate, lr, dev, score, is_best))
     return progress

@@ -30,11 +30,13 @@ def test_a_run_records_params_tags_epoch_and_test_metrics_and_artifacts(results,
     for tag in ("variant", "dataset", "seed", "git_commit", "config_hash", "device", "version.torch", "version.mlflow"):
         assert tag in run.data.tags, tag
     for key in ("test_rsum", "test_i2t_r1", "test_t2i_r10", "test_i2t_medr", "test_t2i_meanr",
-                "test_probe_layout", "test_probe_binding_group", "test_probe_context", "test_probe_scene", "best_dev_rsum",
+                "test_probe_layout", "test_probe_binding_group", "test_probe_context", "test_probe_scene", "best_dev_score",
                 "dev_probe_layout", "dev_probe_context_group"):
         assert key in run.data.metrics, key
     history = MlflowClient().get_metric_history(result.run_id, "dev_rsum")
     assert [m.step for m in history] == [1, 2]
+    scores = {m.step: m.value for m in MlflowClient().get_metric_history(result.run_id, "dev_score")}
+    assert result.best_epoch == max(scores, key=scores.get) and result.best_dev_score == scores[result.best_epoch]
     for key in ("train_loss", "epoch_seconds", "samples_per_s", "dev_i2t_r1"):
         assert len(MlflowClient().get_metric_history(result.run_id, key)) == 2
     artifacts = {a.path for a in MlflowClient().list_artifacts(result.run_id)}
@@ -47,7 +49,7 @@ def test_a_run_records_params_tags_epoch_and_test_metrics_and_artifacts(results,
 
 def test_the_same_config_and_seed_give_identical_numbers(results, tiny):
     first, second = runner.run(tiny(), results), runner.run(tiny(), results)
-    assert first.metrics == second.metrics and first.best_dev_rsum == second.best_dev_rsum
+    assert first.metrics == second.metrics and first.best_dev_score == second.best_dev_score
     third = runner.run(tiny(seed=1), results)
     assert third.metrics != first.metrics
 

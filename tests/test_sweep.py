@@ -48,7 +48,7 @@ def test_a_sweep_stores_its_trials_and_nests_one_mlflow_child_per_trial(results,
     assert len(parents) == 1 and len(children) == 3
     parent = parents.iloc[0]
     assert parent["status"] == "FINISHED" and parent["params.study"] == "three"
-    assert float(parent["metrics.best_dev_rsum"]) == pytest.approx(result.best_value)
+    assert float(parent["metrics.best_dev_score"]) == pytest.approx(result.best_value)
     assert float(parent["params.best.train.lr"]) == pytest.approx(result.best_params["train.lr"])
     assert set(children["tags.mlflow.parentRunId"]) == {parent["run_id"]}
     for trial in trials:
@@ -56,9 +56,9 @@ def test_a_sweep_stores_its_trials_and_nests_one_mlflow_child_per_trial(results,
         assert child["tags.sweep.state"] == "complete" and child["status"] == "FINISHED"
         assert float(child["params.train.lr"]) == trial.params["train.lr"]
         assert float(child["params.train.margin"]) == trial.params["train.margin"]
-        assert float(child["metrics.best_dev_rsum"]) == pytest.approx(trial.value)
+        assert float(child["metrics.best_dev_score"]) == pytest.approx(trial.value)
         assert "metrics.dev_rsum" in child  # per-epoch curve
-    assert "top 3 trials by dev rSum" in result.summary
+    assert "top 3 trials by dev score" in result.summary
 
 
 def test_rerunning_a_study_adds_new_points_instead_of_replaying_old_ones(results, space_file):

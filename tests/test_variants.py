@@ -55,7 +55,7 @@ def test_every_variant_trains_one_epoch_and_evaluates(spec, tiny_splits, tmp_pat
     tokenize = model.tokenizer(vocab)
     data = TrainingData(train, [tokenize(c) for c in train.captions], dev, [tokenize(c) for c in dev.captions])
     progress = fit(model, data, cfg, torch.device("cpu"), tmp_path, meta={})
-    assert progress.epoch == 1 and np.isfinite(progress.best_rsum)
+    assert progress.epoch == 1 and np.isfinite(progress.best_score)
     result = evaluate(model, test, [tokenize(c) for c in test.captions], cfg.eval, torch.device("cpu"))
     assert len(result.ranks["i2t"]) == len(test.twins) and len(result.ranks["t2i"]) == 5 * len(test.twins)  # the bases
     assert np.isfinite(result.metrics["rsum"])

@@ -67,7 +67,7 @@ class DatasetSpec:
     name: str
     splits: tuple[str, ...]
     test_split: str
-    benchmarks: tuple[Benchmark, ...]  # the first is the headline (model selection is on dev rSum regardless)
+    benchmarks: tuple[Benchmark, ...]  # the first is the headline (model selection is on the dev score regardless)
 
     @property
     def folder(self) -> str:

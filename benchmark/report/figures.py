@@ -126,13 +126,13 @@ def sweep_figures(study, folder: Path) -> list[Path]:
     paths = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-        ax = optuna_plots.plot_optimization_history(study, target_name="dev rSum")
-        ax.set(xlabel="trial", ylabel="dev rSum (%)")
+        ax = optuna_plots.plot_optimization_history(study, target_name="dev score")
+        ax.set(xlabel="trial", ylabel="dev score")
         paths += _save(ax.figure, folder, f"sweep_{_slug(study.study_name)}_history")
         if len(complete) >= 2 and len(complete[0].params) >= 1:
             evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-            ax = optuna_plots.plot_param_importances(study, evaluator=evaluator, target_name="dev rSum")
-            ax.set(xlabel="importance for dev rSum (fANOVA)")
+            ax = optuna_plots.plot_param_importances(study, evaluator=evaluator, target_name="dev score")
+            ax.set(xlabel="importance for dev score (fANOVA)")
             paths += _save(ax.figure, folder, f"sweep_{_slug(study.study_name)}_importances")
     plt.close("all")
     return paths

@@ -172,7 +172,7 @@ def diagnostics_table(data: ReportData) -> Table | None:
                                + [Cell("") for _ in foils])
         sections.append(("Chance and informativeness", summary))
     caption = ("Pooled over the n seeds; 95% percentile bootstrap interval over captions (or groups) within each seed. "
-               "Best epochs: the epoch dev-rSum selection kept, per seed (the probes are those of that checkpoint). ")
+               "Best epochs: the epoch dev selection kept, per seed (the probes are those of that checkpoint). ")
     if twins:
         caption += ("Twin probes (synthetic): per caption, the percent of base-image captions that score their own image "
                     "above its twin (a tie counts ½); group, the percent of bases all five of whose captions do so "

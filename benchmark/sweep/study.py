@@ -149,10 +149,10 @@ def summarise(study, invocation_trials, top: int = 5) -> str:
     complete = frame[frame["state"] == "COMPLETE"].sort_values(["value", "number"], ascending=[False, True]).head(top)
     if complete.empty:
         return "\n".join(lines + ["no trial completed"])
-    table = complete.rename(columns=lambda c: c.removeprefix("params_")).rename(columns={"number": "trial", "value": "dev rSum"})
+    table = complete.rename(columns=lambda c: c.removeprefix("params_")).rename(columns={"number": "trial", "value": "dev score"})
     table["seconds"] = table.pop("duration").dt.total_seconds().round(0).astype(int)
     table = table.drop(columns=["state"])
-    lines += [f"top {len(table)} trials by dev rSum:", table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+    lines += [f"top {len(table)} trials by dev score:", table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
     return "\n".join(lines)
 
 
@@ -165,7 +165,7 @@ def _log_parent(client, run_id: str, study, timing: dict[str, float], summary: s
         client.log_param(run_id, "best_trial", best.number)
         for key, value in best.params.items():
             client.log_param(run_id, f"best.{key}", value)
-        client.log_metric(run_id, "best_dev_rsum", best.value)
+        client.log_metric(run_id, "best_dev_score", best.value)
     for key, value in timing.items():
         client.log_metric(run_id, key, value)
     folder = results / "sweeps" / run_id
@@ -214,7 +214,7 @@ def run_sweep(base: RunConfig, results: Path, options: SweepOptions, pruner=None
     print(f"sweep of {variant} on {base.data.dataset}: study '{study_name}' in {masked(storage_name)} "
           f"({trials_before} trials so far), {options.n_trials} new trials on {len(plans)} worker(s), "
           f"TPE sampler (seed {base.seed}), {options.pruner} pruner, {base.train.epochs} epochs per trial, "
-          f"objective: best dev rSum (test is never used)\nsearch space:\n{spaces.describe(space)}\n"
+          f"objective: best dev score (test is never used)\nsearch space:\n{spaces.describe(space)}\n"
           f"MLflow parent run {parent_id}", flush=True)
     ctx = SweepContext(study_name, storage_name, configuration.to_dict(base), space, str(results), experiment,
                        parent_id, options.pruner, echo=len(plans) == 1)
@@ -247,6 +247,6 @@ def run_sweep(base: RunConfig, results: Path, options: SweepOptions, pruner=None
         if best_value is None:
             raise UserError("no trial completed, so there is no best config to export")
         configuration.save_toml(trial_config(ctx, best_params), options.export_best)
-        print(f"best config (trial {study.best_trial.number}, dev rSum {best_value:.1f}) written to {options.export_best}; "
+        print(f"best config (trial {study.best_trial.number}, dev score {best_value:.1f}) written to {options.export_best}; "
               f"train it with: python -m benchmark run --config {options.export_best}")
     return SweepResult(study_name, parent_id, best_value, best_params, ours, summary, timing)

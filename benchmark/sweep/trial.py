@@ -1,6 +1,6 @@
-"""One sweep trial: train a sampled config, report dev rSum each epoch, log it as a nested MLflow run.
+"""One sweep trial: train a sampled config, report the dev score each epoch, log it as a nested MLflow run.
 
-The objective is the best dev rSum over the trial's epochs; the test split is never evaluated.
+The objective is the best dev score (training.selection_score) over the trial's epochs; the test split is never evaluated.
 Checkpoints go to a temporary folder that is removed after the trial.
 """
 
@@ -40,7 +40,7 @@ def trial_config(ctx: SweepContext, params: dict[str, Any]) -> configuration.Run
 
 
 def objective(trial, ctx: SweepContext, on_epoch=None) -> float:
-    """Train one sampled config; returns its best dev rSum. ``on_epoch`` lets tests interrupt it."""
+    """Train one sampled config; returns its best dev score. ``on_epoch`` lets tests interrupt it."""
     import mlflow
     import optuna
 
@@ -60,7 +60,7 @@ def objective(trial, ctx: SweepContext, on_epoch=None) -> float:
 
             def on_epoch_end(record: EpochRecord) -> None:
                 tracked.log_epoch(record, cfg.train.epochs)
-                trial.report(record.dev.metrics["rsum"], record.epoch)
+                trial.report(record.score, record.epoch)
                 if on_epoch is not None:
                     on_epoch(record)
                 if record.epoch < cfg.train.epochs and trial.should_prune():  # after the last epoch, pruning saves nothing
@@ -73,9 +73,9 @@ def objective(trial, ctx: SweepContext, on_epoch=None) -> float:
                                    prepared.meta(), on_epoch_end)
             finally:
                 train_seconds = time.perf_counter() - fit_started
-            mlflow.log_metrics({"best_dev_rsum": progress.best_rsum, "best_epoch": progress.best_epoch})
+            mlflow.log_metrics({"best_dev_score": progress.best_score, "best_epoch": progress.best_epoch})
         trial.set_user_attr("best_epoch", progress.best_epoch)
-        return progress.best_rsum
+        return progress.best_score
     except (optuna.TrialPruned, KeyboardInterrupt):
         raise
     except Exception as exc:

@@ -30,7 +30,7 @@ class WorkerPlan:
 
 
 def make_pruner(name: str, epochs: int):
-    """``median`` (default): prune a trial whose dev rSum at an epoch is below the median of earlier
+    """``median`` (default): prune a trial whose dev score at an epoch is below the median of earlier
     trials at that epoch, once 3 trials have finished and from epoch 2 (epoch 1 is the
     sum-over-negatives warm-up). It needs no tuning of its own, which suits budgets of tens of
     trials; ``hyperband`` pays off with hundreds of trials and longer schedules."""
@@ -50,13 +50,13 @@ def _short(value) -> str:
 
 
 def trial_line(study, trial) -> str:
-    """``trial 3  dev rSum 337.8  best 337.8 (trial 3)  152 s  train.lr=0.00032 ...``"""
+    """``trial 3  dev score 337.8  best 337.8 (trial 3)  152 s  train.lr=0.00032 ...``"""
     state = trial.state.name.lower()
     if state == "complete":
-        outcome = f"dev rSum {trial.value:6.1f}"
+        outcome = f"dev score {trial.value:6.1f}"
     elif state == "pruned":
         step = max(trial.intermediate_values, default=0)
-        outcome = f"pruned at epoch {step} (dev rSum {trial.intermediate_values.get(step, float('nan')):.1f})"
+        outcome = f"pruned at epoch {step} (dev score {trial.intermediate_values.get(step, float('nan')):.1f})"
     else:
         outcome = f"{state}: {trial.user_attrs.get('error', 'see the output above')}"
     try:

@@ -42,7 +42,22 @@ def setup(results_dir: Path) -> str:
 
     uri = tracking_uri(results_dir)
     mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        _open_sqlite_store(Path(uri.removeprefix("sqlite:///")))
     return uri
+
+
+def _open_sqlite_store(database: Path) -> None:
+    """Create (or migrate) the SQLite store under an exclusive lock on ``<database>.lock``: two
+    processes that create one store at once race in MLflow's schema migration, and one of them
+    fails ("Online migration expected to match one row")."""
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    with open(f"{database}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        MlflowClient().search_experiments(max_results=1)
 
 
 def experiment_id(name: str, results_dir: Path) -> str:

@@ -132,6 +132,50 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+SEEDS = "[0, 4294967295]"  # what numpy's legacy seeding accepts
+AT_LEAST_1 = "[1, inf)"
+AT_LEAST_0 = "[0, inf)"
+# The valid values of every numeric field (and of each item of a numeric list), in interval
+# notation: a square bracket includes its bound. Checked once, when a config is resolved.
+VALID = {
+    "seed": SEEDS,
+    "data.vocab_min_count": AT_LEAST_1,
+    **{f"data.synthetic.{key}": AT_LEAST_1 for key in ("train_groups", "dev_groups", "test_groups", "n_regions", "region_dim",
+                                                        "grid_size", "grid_dim", "regions_per_object")},
+    **{f"data.synthetic.{key}": "[2, inf)" for key in ("n_classes", "n_colours", "n_scenes", "n_surfaces", "objects_per_image")},
+    "data.synthetic.noise": AT_LEAST_0,
+    "data.synthetic.entangle": "[0, 1]",
+    "data.synthetic.seed": SEEDS,
+    **{f"model.{key}": AT_LEAST_1 for key in ("embed_dim", "word_dim", "num_heads", "num_layers")},
+    "model.dropout": "[0, 1)",
+    "model.local_lambda": "(0, inf)",
+    "model.hier_weight": "[0, 1]",
+    "train.epochs": AT_LEAST_1,
+    "train.batch_size": "[2, inf)",  # a batch of one has no negative
+    "train.lr": "(0, inf)",
+    "train.lr_milestones": AT_LEAST_1,
+    "train.lr_gamma": "(0, 1]",
+    **{f"train.{key}": AT_LEAST_0 for key in ("weight_decay", "pretrained_lr_scale", "grad_clip", "margin", "warmup_epochs",
+                                              "twin_margin")},
+    "eval.batch_size": AT_LEAST_1,
+    "eval.image_chunk": AT_LEAST_1,
+}
+
+
+def in_interval(value: float, interval: str) -> bool:
+    """Whether ``value`` lies in ``interval`` ("[0, 1)", "(0, inf)"); NaN lies in none."""
+    low, high = (float(bound) for bound in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    for key, value in flatten(cfg).items():
+        if key in VALID and (bad := [v for v in (value if isinstance(value, list) else [value]) if not in_interval(v, VALID[key])]):
+            raise UserError(f"{key} must be in {VALID[key]}; got {bad[0]!r}")
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -292,9 +336,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def _canonical(cfg: RunConfig) -> RunConfig:
     """Keep the variant spec canonical (``dsrln`` -> ``gisa+dif+hier``), so that nothing parses it again;
-    check the twin kinds named by ``train.held_out_twins``."""
+    check every value's range (``VALID``) and the twin kinds named by ``train.held_out_twins``."""
     from variants import parse_variant  # variants builds on this module's ModelConfig, so import it late
 
+    _check_ranges(cfg)
     cfg.model.variant = parse_variant(cfg.model.variant).name
     if unknown := sorted(set(cfg.train.held_out_twins) - set(TWIN_KINDS)):
         raise UserError(f"config 'train.held_out_twins' names unknown twin kinds {unknown}; choose from {list(TWIN_KINDS)}")

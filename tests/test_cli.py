@@ -70,13 +70,16 @@ def test_bad_data_gives_its_clear_error(capsys, bad_root, tmp_path, breakage, me
     (["run", "--resume", "nowhere"], "not a run folder"),
     (["run", "--resume", "nowhere", "--seed", "1"], "--resume continues with the run's saved config"),
     (["run", "--resume", "nowhere", "--seed", "0"], "--resume continues with the run's saved config"),
-    (["run", "model.num_heads=3"], "model.embed_dim (128) must be a positive multiple of model.num_heads (3)"),
+    (["run", "model.num_heads=3"], "model.embed_dim (128) must be a multiple of model.num_heads (3)"),
     (["ablate", "--grid", "dsrln", "model.dropout=1.5"], "model.dropout must be in [0, 1); got 1.5"),
-    (["sweep", "--n-trials", "1", "model.num_heads=0"], "must be a positive multiple of model.num_heads (0)"),
+    (["sweep", "--n-trials", "1", "model.num_heads=0"], "model.num_heads must be in [1, inf); got 0"),
     (["eval", "--checkpoint", "missing.pt"], "checkpoint missing.pt does not exist"),
     (["data", "check", "--dataset", "coco", "--data-root", "/nowhere"], "data root /nowhere does not exist"),
     (["data", "generate", "data.synthetic.n_classes=99"], "n_classes must be between 2 and"),
     (["data", "generate", "train.lr=1"], "data generate takes data.synthetic.* overrides only"),
+    (["run", "--seed", "-1"], "seed must be in [0, 4294967295]; got -1"),
+    (["run", "--epochs", "0"], "train.epochs must be in [1, inf); got 0"),
+    (["run", "train.batch_size=-5"], "train.batch_size must be in [2, inf); got -5"),
 ])
 def test_user_mistakes_are_one_line_errors(capsys, tmp_path, argv, message):
     assert message in one_error_line(capsys, [*argv, "--results-dir", str(tmp_path)])

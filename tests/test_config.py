@@ -36,6 +36,33 @@ def test_bad_overrides_are_one_line_errors(pair, message):
         config.resolve(None, config.parse_overrides([pair]))
 
 
+def test_every_numeric_field_has_a_valid_range_and_its_default_lies_in_it():
+    numeric = {key for key, value in config.flatten(config.RunConfig()).items()
+               if not isinstance(value, bool) and isinstance(value, int | float | list) and key != "train.held_out_twins"}
+    assert numeric == set(config.VALID)
+    for key, value in config.flatten(config.RunConfig()).items():
+        if key in config.VALID:
+            assert all(config.in_interval(v, config.VALID[key]) for v in (value if isinstance(value, list) else [value])), key
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("train.batch_size=-5", "train.batch_size must be in [2, inf); got -5"),
+    ("train.batch_size=1", "train.batch_size must be in [2, inf); got 1"),
+    ("train.lr=-1e-3", "train.lr must be in (0, inf); got -0.001"),
+    ("train.lr=0", "train.lr must be in (0, inf); got 0.0"),
+    ("train.lr=nan", "train.lr must be in (0, inf); got nan"),
+    ("train.epochs=0", "train.epochs must be in [1, inf); got 0"),
+    ("seed=-1", "seed must be in [0, 4294967295]; got -1"),
+    ("train.lr_milestones=[3, 0]", "train.lr_milestones must be in [1, inf); got 0"),
+    ("model.dropout=1", "model.dropout must be in [0, 1); got 1.0"),
+    ("data.synthetic.entangle=1.5", "data.synthetic.entangle must be in [0, 1]; got 1.5"),
+])
+def test_out_of_range_values_are_one_line_errors(pair, message):
+    with pytest.raises(UserError) as raised:
+        config.resolve(None, config.parse_overrides([pair]))
+    assert str(raised.value) == message
+
+
 def test_bad_toml_file(tmp_path):
     (tmp_path / "bad.toml").write_text("seed = = 1")
     with pytest.raises(UserError, match="not valid TOML"):

@@ -107,7 +107,8 @@ class Draws:
 
 
 def validate(cfg: SyntheticConfig) -> None:
-    """Clear errors for sizes the generator cannot honour."""
+    """Clear errors for sizes the generator cannot honour (each value's own range is checked when
+    the config is resolved: ``benchmark.config.VALID``)."""
     limits = {"n_classes": len(CLASSES), "n_colours": len(COLOURS), "n_scenes": len(SCENES), "n_surfaces": len(SURFACES)}
     for name, limit in limits.items():
         if not 2 <= getattr(cfg, name) <= limit:
@@ -119,11 +120,6 @@ def validate(cfg: SyntheticConfig) -> None:
             "data.synthetic.n_regions must be at least objects_per_image * regions_per_object "
             f"({cfg.objects_per_image * cfg.regions_per_object}); got {cfg.n_regions}"
         )
-    for name in ("train_groups", "dev_groups", "test_groups", "region_dim", "grid_dim", "grid_size", "regions_per_object"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"data.synthetic.{name} must be at least 1")
-    if not 0.0 <= cfg.entangle <= 1.0 or cfg.noise < 0:
-        raise UserError("data.synthetic.entangle must be in [0, 1] and noise at least 0")
 
 
 def _box_around(centre: np.ndarray, size: np.ndarray) -> np.ndarray:

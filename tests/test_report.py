@@ -164,5 +164,15 @@ def test_report_errors_are_one_line(capsys, results, report, experiment):
     line = one_error_line(capsys, ["report", "--experiment", experiment, "--baseline", "gisa+dif", "--out", str(out / "x"),
                                    "--results-dir", str(results)])
     assert "--baseline gisa+dif has no runs here; choose one of: sa, gisa, sa+dif" in line
+    line = one_error_line(capsys, ["report", "--experiment", experiment, "--variants", "dsrln", "--out", str(out / "y"),
+                                   "--results-dir", str(results)])
+    assert "no finished runs" in line and "runs of other variants" in line and not (out / "y").exists()
+    mine = out.parent / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")
+    line = one_error_line(capsys, ["report", "--experiment", experiment, "--out", str(mine), "--results-dir", str(results)])
+    assert "holds files that are not a report" in line and (mine / "report.md").read_text() == "my notes"
+    line = one_error_line(capsys, ["report", "--experiment", experiment, "--out", str(mine / "report.md"), "--results-dir", str(results)])
+    assert "is a file" in line
     assert main(["report", "--experiment", experiment, "--out", str(out), "--overwrite", "--format", "md",
                  "--results-dir", str(results)]) == 0

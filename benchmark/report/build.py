@@ -54,10 +54,18 @@ class Report:
 
 
 def _out_dir(out: str | None, experiment: str, overwrite: bool) -> Path:
+    """The output folder: new, empty, or (with ``overwrite``) anything; never a file."""
     folder = Path(out) if out else Path("reports") / re.sub(r"[^A-Za-z0-9._-]+", "-", experiment)
-    if (folder / "report.json").exists() and not overwrite:
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {folder} is a file; pass a folder (it is created when missing)")
+    if not overwrite and (folder / "report.json").exists():
         raise UserError(f"{folder} already holds a report; pass --out NEW_DIR, or --overwrite to replace it")
-    folder.mkdir(parents=True, exist_ok=True)
+    if not overwrite and folder.exists() and any(folder.iterdir()):
+        raise UserError(f"{folder} holds files that are not a report; pass --out NEW_DIR, or --overwrite to write into it")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the report folder {folder} ({exc.strerror}); pass a writable --out") from None
     return folder
 
 

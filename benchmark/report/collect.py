@@ -75,6 +75,8 @@ def load_runs(experiment: str, dataset: str | None = None, variants: list[str] |
         drop(frame["tags.dataset"] != dataset, f"runs on other datasets than {dataset}")
     if variants:
         drop(~frame["tags.variant"].isin(variants), "runs of other variants")
+    if frame.empty:  # the filters left nothing: say what they left out
+        return RunSet(frame, excluded)
     runs = pd.DataFrame({
         "run_id": frame["run_id"], "dataset": frame["tags.dataset"], "variant": frame["tags.variant"],
         "seed": frame["tags.seed"].astype(int), "start_time": frame["start_time"],

@@ -139,3 +139,14 @@ def test_the_naive_context_and_the_gram_identity_agree(norm):
     mask = torch.rand(4, 6) > 0.3
     mask[:, 0] = True
     torch.testing.assert_close(naive_local(regions, words, mask, 9.0, norm), local_similarity(regions, words, mask, 9.0, norm))
+
+
+def test_ui_on_a_port_in_use_is_one_line_and_exit_2(capsys, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_error_line(capsys, ["ui", "--port", str(port), "--results-dir", str(tmp_path)])
+    assert f"cannot serve on 127.0.0.1:{port}" in line and "--port" in line

@@ -7,10 +7,13 @@ be continued with ``resume_dir``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import resource
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,12 +90,15 @@ def _new_run_dir(base: Path, cfg: RunConfig) -> Path:
     raise UserError(f"cannot create a run folder under {base / 'runs'}; clean it up")
 
 
-def _open_resume(run_dir: Path) -> tuple[RunConfig, dict[str, Any] | None, str]:
-    """The saved config, last checkpoint (None if no epoch finished) and MLflow run id."""
+def _check_resumable(run_dir: Path) -> None:
     if not (run_dir / "run.json").is_file():
         raise UserError(f"{run_dir} is not a run folder (no run.json); pass results/runs/<run>")
     if (run_dir / "metrics.json").is_file():
         raise UserError(f"{run_dir} already finished; start a new run instead of --resume")
+
+
+def _open_resume(run_dir: Path) -> tuple[RunConfig, dict[str, Any] | None, str]:
+    """The saved config, last checkpoint (None if no epoch finished) and MLflow run id."""
     cfg = configuration.resolve(run_dir / "config.toml")
     last = run_dir / "checkpoints" / "last.pt"
     checkpoint = load_checkpoint(last) if last.is_file() else None
@@ -163,7 +169,33 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
 
     ``on_epoch`` (optional) is called with each ``EpochRecord`` after its checkpoint is written: a
     public hook for Python users (progress, custom stopping); the tests interrupt runs with it.
+    The run folder is locked (``live_lock``) while the run is live, so it cannot be resumed twice.
     """
+    with contextlib.ExitStack() as live:
+        if resume_dir is not None:
+            _check_resumable(Path(resume_dir))
+            live.enter_context(live_lock(Path(resume_dir)))
+        return _run(cfg, results, resume_dir, on_epoch, live)
+
+
+@contextlib.contextmanager
+def live_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<run_dir>/live.lock`` (holding this process's id) while a run is
+    live; the operating system drops it when the process ends, however it ends."""
+    with open(run_dir / "live.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise UserError(f"{run_dir} is live in process {handle.read().strip() or '(unknown)'}; "
+                            "let it finish, or stop it (Ctrl-C) before --resume") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live: contextlib.ExitStack) -> RunResult:
     started = time.perf_counter()
     checkpoint, run_id = None, None
     if resume_dir is not None:
@@ -178,6 +210,8 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
     tracking.setup(results)
     experiment = tracking.experiment_id(cfg.experiment, results)
     run_dir = Path(resume_dir) if resume_dir is not None else _new_run_dir(results, cfg)
+    if resume_dir is None:
+        live.enter_context(live_lock(run_dir))
     env = tracking.environment()
     if run_id is None:
         configuration.save_toml(cfg, run_dir / "config.toml")

@@ -1,6 +1,7 @@
 """The training harness end to end: MLflow records, determinism, resume, checkpoints, eval."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from conftest import write_precomp
 from mlflow.tracking import MlflowClient
 
 from benchmark import runner
+from benchmark.errors import UserError
 
 
 class Interrupt(Exception):
@@ -66,6 +68,20 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(results, tiny):
     assert resumed.run_id == run_id and MlflowClient().get_run(run_id).info.status == "FINISHED"
     assert resumed.metrics == whole.metrics
     assert [m.step for m in MlflowClient().get_metric_history(run_id, "dev_rsum")] == [1, 2, 3]
+
+
+def test_resuming_a_live_run_is_refused_naming_its_process(results, tiny):
+    refusals = []
+
+    def resume_while_live(record):
+        live_dir = max((results / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+        with pytest.raises(UserError) as refused:
+            runner.run(tiny(), results, resume_dir=live_dir)
+        refusals.append(str(refused.value))
+
+    result = runner.run(tiny(train={"epochs": 1}), results, on_epoch=resume_while_live)
+    assert refusals == [f"{result.run_dir} is live in process {os.getpid()}; let it finish, or stop it (Ctrl-C) before --resume"]
+    assert MlflowClient().get_run(result.run_id).info.status == "FINISHED"
 
 
 def test_a_failing_run_ends_failed_not_running(results, tiny):

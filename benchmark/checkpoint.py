@@ -6,6 +6,7 @@ Writes go to a temporary file that replaces the old one, so a kill mid-write los
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,18 @@ from benchmark.errors import UserError
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``path`` whole or not at all: a failed write (a full disk) leaves the old file and no temporary."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)  # in memory first: torch's own file writer turns "disk full" into an opaque error
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(buffer.getbuffer())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write checkpoint {path} ({exc.strerror}); free space or fix permissions, then --resume the run") from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

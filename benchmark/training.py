@@ -151,9 +151,9 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
             "model": model.state_dict(), "epoch": epoch, "best_score": progress.best_score,
             "best_epoch": progress.best_epoch, "torch_rng": torch.get_rng_state(),
         }
-        save_checkpoint(payload, checkpoint_dir / "last.pt")
-        if is_best:
+        if is_best:  # best.pt first: the last.pt on disk never names a best epoch whose best.pt is missing
             save_checkpoint(payload, checkpoint_dir / "best.pt")
+        save_checkpoint(payload, checkpoint_dir / "last.pt")
         if on_epoch is not None:
             on_epoch(EpochRecord(epoch, loss, seconds, rate, lr, dev, score, is_best))
     return progress

@@ -195,6 +195,15 @@ def live_lock(run_dir: Path) -> Iterator[None]:
         yield
 
 
+def is_live(run_dir: Path) -> bool:
+    """Whether a process holds ``run_dir``'s live lock now."""
+    try:
+        with live_lock(run_dir):
+            return False
+    except UserError:
+        return True
+
+
 def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live: contextlib.ExitStack) -> RunResult:
     started = time.perf_counter()
     checkpoint, run_id = None, None

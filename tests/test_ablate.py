@@ -119,7 +119,7 @@ def _another(key: str, value):
     if isinstance(value, int):
         return value + 1
     if isinstance(value, float):
-        return value * 2 + 0.5
+        return value * 0.5 + 0.3  # differs unless 0.6, and stays in [0, 1] for the fractions
     if isinstance(value, list):
         return [v + 1 for v in value] or [1]
     return value + "-other"

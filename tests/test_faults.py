@@ -1,14 +1,23 @@
 """Fault drills: real full disks, real damaged files. Nothing written before a fault is lost."""
 
+import json
 import os
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 import torch
+from conftest import tiny_config
+from mlflow.tracking import MlflowClient
 
-from benchmark import training
+from benchmark import config, training
 from benchmark.checkpoint import load_checkpoint, save_checkpoint
 from benchmark.errors import UserError
+
+# subprocesses use the store under their --results-dir, not this session's
+ONE_THREAD = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
 @pytest.fixture
@@ -41,3 +50,55 @@ def test_best_is_written_before_last(results, tiny, monkeypatch, tmp_path):
     monkeypatch.setattr(training, "save_checkpoint", lambda payload, path: (written.append(path.name), real_save(payload, path)))
     runner.run(tiny(train={"epochs": 1}), results)
     assert written == ["best.pt", "last.pt"]
+
+
+def _ablate(folder, *args):
+    """``ablate`` of the one-cell grid with the tiny config, as a command line (run in ``folder``)."""
+    return [sys.executable, "-m", "benchmark", "ablate", "--grid", str(folder / "one.toml"), "--seeds", "1",
+            "--config", "tiny.toml", "--results-dir", str(folder / "results"), *args]
+
+
+def _write_inputs(folder):
+    (folder / "one.toml").write_text('variants = ["sa"]\n')
+    config.save_toml(tiny_config(train={"epochs": 4}, data={"synthetic": {"train_groups": 40}}), folder / "tiny.toml")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The test metrics of the tiny config trained without interruption."""
+    folder = tmp_path_factory.mktemp("whole")
+    _write_inputs(folder)
+    done = subprocess.run([sys.executable, "-m", "benchmark", "run", "--config", "tiny.toml", "--results-dir", "results"],
+                          cwd=folder, env=ONE_THREAD, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (folder / "results" / "runs").iterdir()
+    return json.loads((run_dir / "metrics.json").read_text())["test"]
+
+
+def _interrupted_ablation(tmp_path, signum):
+    """Start a one-cell ablation, send ``signum`` once its first epoch is checkpointed; returns the run folder."""
+    _write_inputs(tmp_path)
+    results = tmp_path / "results"
+    process = subprocess.Popen(_ablate(tmp_path), cwd=tmp_path, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list(results.glob("runs/*/checkpoints/last.pt")):
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.05)
+    process.send_signal(signum)
+    output = process.communicate(timeout=60)[0]
+    assert "Traceback" not in output, output
+    (run_dir,) = results.glob("runs/*")
+    assert not (run_dir / "metrics.json").exists(), "the cell finished before the signal: make its epochs longer"
+    return results, run_dir, process.returncode
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 130), (signal.SIGKILL, -signal.SIGKILL)])
+def test_an_interrupted_ablation_cell_resumes_from_its_checkpoint_to_the_same_numbers(tmp_path, uninterrupted, signum, code):
+    results, run_dir, returncode = _interrupted_ablation(tmp_path, signum)
+    assert returncode == code
+    run_id = json.loads((run_dir / "run.json").read_text())["mlflow_run_id"]
+    done = subprocess.run(_ablate(tmp_path, "--resume"), cwd=tmp_path, env=ONE_THREAD, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "(1 resumed from checkpoints)" in done.stdout, done.stdout + done.stderr
+    assert sorted(p.name for p in (results / "runs").iterdir()) == [run_dir.name]  # continued, not restarted
+    assert MlflowClient(f"sqlite:///{results / 'mlflow.db'}").get_run(run_id).info.status == "FINISHED"
+    assert json.loads((run_dir / "metrics.json").read_text())["test"] == uninterrupted

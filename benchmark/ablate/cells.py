@@ -14,6 +14,7 @@ from pathlib import Path
 from benchmark import config as configuration
 from benchmark.config import RunConfig
 from benchmark.data.loader import dataset_spec
+from benchmark.runner import is_live
 from variants import REVISION
 
 
@@ -43,13 +44,9 @@ def _candidates(experiment_id: str, cell: Cell, statuses: tuple[str, ...]):
 
 
 def _same_config(run, cfg: RunConfig) -> bool:
-    import mlflow
-
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="config.toml")
-    except Exception:  # no config artifact (a run that died before logging it)
-        return False
-    return not configuration.differences(configuration.resolve(path), cfg)
+    """By the config hash tagged when the run started: every field that changes the numbers, as that
+    run's code knew them (a field added since, even at its default, makes another config)."""
+    return run.data.tags.get("config_hash") == configuration.config_hash(cfg)
 
 
 def headline_rsum_key(dataset: str) -> str:
@@ -66,10 +63,11 @@ def find_finished(experiment_id: str, cell: Cell) -> str | None:
 
 
 def find_resumable(experiment_id: str, cell: Cell) -> Path | None:
-    """The folder of the newest interrupted run of this cell that left a checkpoint, if any."""
-    for run in _candidates(experiment_id, cell, ("KILLED", "FAILED")):
+    """The folder of the newest interrupted run of this cell that left a checkpoint, if any: ended
+    KILLED or FAILED, or still RUNNING in MLflow but with no live process (killed with -9)."""
+    for run in _candidates(experiment_id, cell, ("KILLED", "FAILED", "RUNNING")):
         folder = run.data.tags.get("run_dir")
         if folder and (Path(folder) / "checkpoints" / "last.pt").is_file() and not (Path(folder) / "metrics.json").exists():
-            if _same_config(run, cell.cfg):
+            if _same_config(run, cell.cfg) and not is_live(Path(folder)):
                 return Path(folder)
     return None

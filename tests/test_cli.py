@@ -150,3 +150,13 @@ def test_ui_on_a_port_in_use_is_one_line_and_exit_2(capsys, tmp_path):
         port = taken.getsockname()[1]
         line = one_error_line(capsys, ["ui", "--port", str(port), "--results-dir", str(tmp_path)])
     assert f"cannot serve on 127.0.0.1:{port}" in line and "--port" in line
+
+
+def test_data_check_finds_splits_that_do_not_fit_together_as_run_does(capsys, bad_root, tmp_path):
+    write_precomp(bad_root / "f30k_precomp", "dev", 3, dim=7)  # loads on its own; another feature dim than train
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "check", "--dataset", "f30k", "--data-root", str(bad_root)])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 1 and "PROBLEM" in out and "all splits load" not in out
+    run_error = one_error_line(capsys, ["run", "--dataset", "f30k", "--data-root", str(bad_root), "--results-dir", str(tmp_path / "r")])
+    assert run_error.removeprefix("error: ") in out

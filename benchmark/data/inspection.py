@@ -7,7 +7,7 @@ from pathlib import Path
 from benchmark.config import DataConfig, SyntheticConfig
 from benchmark.data.datasets import dataset_root
 from benchmark.data.layout import SplitFiles
-from benchmark.data.loader import dataset_folder, dataset_spec, load_split
+from benchmark.data.loader import Split, check_consistent, dataset_folder, dataset_spec, load_split
 from benchmark.data.synthetic import ensure_dataset
 from benchmark.errors import UserError
 
@@ -19,28 +19,34 @@ def generate(cfg: SyntheticConfig, results_dir: Path) -> str:
     return f"synthetic dataset at {root}\n" + check_folder(root / spec.folder, spec.splits)[0]
 
 
-def _describe(folder: Path, split: str) -> tuple[str, bool]:
+def _describe(folder: Path, split: str) -> tuple[str, Split | None]:
+    """One line on the split, and the split (None when it does not load)."""
     files = SplitFiles(folder, split)
     try:
         data = load_split(folder, split)
     except UserError as exc:
-        return f"  {split:8} PROBLEM: {exc}", False
+        return f"  {split:8} PROBLEM: {exc}", None
     parts = [f"{data.n_images} images", f"{data.n_captions} captions",
              f"regions {tuple(data.regions.shape[1:])}" + (" (5 rows per image)" if data.rows_per_image > 1 else "")]
     parts.append("boxes " + ("yes" if data.boxes is not None else f"missing ({files.boxes.name} or {files.pixel_boxes.name} + {files.image_sizes.name})"))
     parts.append(f"grid {tuple(data.grid.shape[1:])}" if data.grid is not None else f"grid missing ({files.grid.name})")
     if data.twins is not None:
         parts.append(f"{len(data.twins)} twin groups")
-    return f"  {split:8} " + ", ".join(parts), True
+    return f"  {split:8} " + ", ".join(parts), data
 
 
 def check_folder(folder: Path, splits: tuple[str, ...]) -> tuple[str, bool]:
-    lines, ok = [], True
-    for split in splits:
-        line, fine = _describe(folder, split)
-        lines.append(line)
-        ok &= fine
-    return "\n".join(lines), ok
+    """A line per split, then whether the splits fit together, as ``run`` checks it."""
+    described = [_describe(folder, split) for split in splits]
+    lines = [line for line, _ in described]
+    loaded = {split: data for split, (_, data) in zip(splits, described) if data is not None}
+    if len(loaded) == len(splits):
+        try:
+            check_consistent(loaded, folder)
+        except UserError as exc:
+            lines.append(f"  PROBLEM: {exc}")
+            return "\n".join(lines), False
+    return "\n".join(lines), len(loaded) == len(splits)
 
 
 def check(dataset: str, data_root: str | None, results_dir: Path) -> tuple[str, bool]:

@@ -39,26 +39,46 @@ def bad_root(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("extra_caption", "test_caps.txt has 16 captions for 3 images"),
-    ("wrong_dims", "test_ims.npy has shape (3, 8)"),
-    ("nan", "test_ims.npy has NaN or inf values"),
-    ("box_count", "train_boxes.npy has shape (3, 5, 4); expected (n_images, n_regions, 4)"),
-])
-def test_bad_data_gives_its_clear_error(capsys, bad_root, tmp_path, breakage, message):
-    folder = bad_root / "f30k_precomp"
-    if breakage == "extra_caption":
-        with open(folder / "test_caps.txt", "a") as handle:
-            handle.write("extra\n")
-    elif breakage == "wrong_dims":
-        np.save(folder / "test_ims.npy", np.zeros((3, 8), dtype=np.float32))
-    elif breakage == "nan":
-        np.save(folder / "test_ims.npy", np.full((3, 4, 6), np.nan, dtype=np.float32))
-    else:
-        for split in ("train", "dev", "test"):
-            np.save(folder / f"{split}_boxes.npy", np.zeros((3, 5, 4), dtype=np.float32))
+def _append(path, data: bytes):
+    with open(path, "ab") as handle:
+        handle.write(data)
+
+
+def _link_loop(path):
+    path.unlink()
+    path.symlink_to(path)
+
+
+BREAKAGES = {  # how to break a valid f30k_precomp folder -> the message run must give, on one line
+    "extra_caption": (lambda f: _append(f / "test_caps.txt", b"extra\n"), "test_caps.txt has 16 captions for 3 images"),
+    "wrong_dims": (lambda f: np.save(f / "test_ims.npy", np.zeros((3, 8), np.float32)), "test_ims.npy has shape (3, 8)"),
+    "nan": (lambda f: np.save(f / "test_ims.npy", np.full((3, 4, 6), np.nan, np.float32)), "test_ims.npy has NaN or inf values"),
+    "box_count": (lambda f: [np.save(f / f"{s}_boxes.npy", np.zeros((3, 5, 4), np.float32)) for s in ("train", "dev", "test")],
+                  "train_boxes.npy has shape (3, 5, 4); expected (n_images, n_regions, 4)"),
+    "latin1_captions": (lambda f: (f / "dev_caps.txt").write_bytes((f / "dev_caps.txt").read_bytes().replace(b"a", "\u00e9".encode("latin1"), 1)),
+                        "dev_caps.txt is not UTF-8 (byte 0xe9 at offset"),
+    "string_features": (lambda f: np.save(f / "dev_ims.npy", np.full((3, 4, 6), "x")), "dev_ims.npy has dtype <U1; expected float32 features"),
+    "symlink_loop": (lambda f: _link_loop(f / "train_ims.npy"), "train_ims.npy is a symlink that resolves to no file (broken, or a loop)"),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_bad_data_gives_its_clear_error(capsys, bad_root, tmp_path, breakage):
+    damage, message = BREAKAGES[breakage]
+    damage(bad_root / "f30k_precomp")
     line = one_error_line(capsys, ["run", "--dataset", "f30k", "--data-root", str(bad_root), "--results-dir", str(tmp_path / "r")])
     assert message in line
+
+
+def test_half_precision_features_are_read_with_one_note_and_empty_captions_are_named(capsys, bad_root):
+    folder = bad_root / "f30k_precomp"
+    np.save(folder / "dev_ims.npy", np.load(folder / "dev_ims.npy").astype(np.float16))
+    lines = (folder / "test_caps.txt").read_text().splitlines()
+    (folder / "test_caps.txt").write_text("\n".join(lines[:2] + [""] + lines[3:]) + "\n")
+    assert main(["data", "check", "--dataset", "f30k", "--data-root", str(bad_root)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("dev_ims.npy is float16; it is read as float32") == 1
+    assert "test_caps.txt has 1 empty line(s), first at line 3" in err
 
 
 @pytest.mark.parametrize("argv, message", [

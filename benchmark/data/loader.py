@@ -8,6 +8,7 @@ expected, and what to do.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,14 +69,24 @@ def dataset_folder(spec: DatasetSpec, root: Path) -> Path:
     return folder
 
 
-def _load_array(path: Path, mmap: bool = True) -> np.ndarray:
+def _load_array(path: Path, mmap: bool = True, kinds: str = "f") -> np.ndarray:
+    """A .npy array whose dtype is of one of numpy's ``kinds`` ("f" floats, "iu" integers); float16 is
+    read, with a note."""
     try:
-        return np.load(path, mmap_mode="r" if mmap else None)
+        array = np.load(path, mmap_mode="r" if mmap else None)
     except (ValueError, OSError) as exc:
         raise UserError(f"{path} is not a readable .npy array ({exc}); re-export it with numpy.save") from None
+    if array.dtype.kind not in kinds:
+        expected = "integer indices" if "f" not in kinds else "numbers" if "i" in kinds else "float32 features"
+        raise UserError(f"{path} has dtype {array.dtype}; expected {expected}; re-export it with numpy.save")
+    if array.dtype == np.float16:
+        print(f"note: {path} is float16; it is read as float32 (half the disk, the same numbers up to fp16 rounding)", file=sys.stderr)
+    return array
 
 
 def _require(path: Path, what: str) -> Path:
+    if path.is_symlink() and not path.exists():
+        raise UserError(f"{path} is a symlink that resolves to no file (broken, or a loop); point it at the {what}")
     if not path.is_file():
         raise UserError(f"missing {path}: the {what}; see README 'Real data' for the expected layout")
     return path
@@ -93,9 +104,20 @@ def _check_finite(array: np.ndarray, path: Path) -> None:
 
 
 def _read_captions(path: Path) -> list[str]:
-    lines = path.read_text(encoding="utf-8").splitlines()
+    """One caption per line, UTF-8 (as every release of the field's files); trailing blank lines go, and
+    an empty line inside is kept (it stands for a caption) with a warning naming it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                        "re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror}); fix its permissions") from None
     while lines and not lines[-1].strip():
         lines.pop()
+    if empty := [number for number, line in enumerate(lines, start=1) if not line.strip()]:
+        print(f"warning: {path} has {len(empty)} empty line(s), first at line {empty[0]}; an empty caption matches nothing",
+              file=sys.stderr)
     return [line.strip() for line in lines]
 
 
@@ -114,10 +136,10 @@ def _rows_per_image(files: SplitFiles, n_rows: int, n_captions: int) -> int:
 def _normalised_boxes(files: SplitFiles, n_images: int, n_regions: int) -> np.ndarray | None:
     """Boxes in [0, 1], from ``{split}_boxes.npy`` or from GSMN's pixel boxes and image sizes."""
     if files.boxes.is_file():
-        boxes, source = np.asarray(_load_array(files.boxes, mmap=False), dtype=np.float32), files.boxes
+        boxes, source = np.asarray(_load_array(files.boxes, mmap=False, kinds="fiu"), dtype=np.float32), files.boxes
     elif files.pixel_boxes.is_file():
         source = files.pixel_boxes
-        boxes = np.asarray(_load_array(files.pixel_boxes, mmap=False), dtype=np.float32)
+        boxes = np.asarray(_load_array(files.pixel_boxes, mmap=False, kinds="fiu"), dtype=np.float32)
         _require(files.image_sizes, f"image sizes that normalise {files.pixel_boxes.name}")
         sizes = _load_sizes(files.image_sizes)
         if len(sizes) != n_images:
@@ -173,7 +195,7 @@ def _load_grid(files: SplitFiles, n_images: int, rows_per_image: int) -> np.ndar
 def _load_twins(files: SplitFiles, n_images: int) -> np.ndarray | None:
     if not files.twins.is_file():
         return None
-    twins = np.asarray(_load_array(files.twins, mmap=False), dtype=np.int64)
+    twins = np.asarray(_load_array(files.twins, mmap=False, kinds="iu"), dtype=np.int64)
     width = 1 + len(TWIN_KINDS)
     if twins.ndim != 2 or twins.shape[1] != width or twins.min(initial=0) < 0 or twins.max(initial=0) >= n_images:
         raise UserError(f"{files.twins} must be (n_groups, {width}) image indices below {n_images}; regenerate it "

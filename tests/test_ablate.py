@@ -104,6 +104,10 @@ def test_the_default_grid_and_bad_grids(tmp_path):
         bad.write_text('variants = ["sa", "gisa"]\n' + claim)
         with pytest.raises(UserError, match=re.escape(message)):
             load_grid(str(bad))
+    for overrides in ("overrides = 3\n", '[overrides]\ngisa = 3\n'):
+        bad.write_text('variants = ["sa", "gisa"]\n' + overrides)
+        with pytest.raises(UserError, match="overrides must be tables of config keys per variant"):
+            load_grid(str(bad))
 
 
 def _another(key: str, value):

@@ -68,8 +68,12 @@ def load_grid(name_or_path: str) -> Grid:
     variants = [parse_variant(v).name for v in data["variants"]]
     if len(set(variants)) != len(variants):
         raise UserError(f"grid file {path} lists a variant twice: {', '.join(variants)}")
+    tables = data.get("overrides", {})
+    if not isinstance(tables, dict) or not all(isinstance(values, dict) for values in tables.values()):
+        raise UserError(f"grid file {path}: overrides must be tables of config keys per variant, e.g. "
+                        "[overrides.\"gisa\"] with \"model.dropout\" = 0.0")
     overrides = {}
-    for variant, values in data.get("overrides", {}).items():
+    for variant, values in tables.items():
         canonical = parse_variant(variant).name
         if canonical not in variants:
             raise UserError(f"grid file {path} has overrides for '{variant}', which is not in its variants")

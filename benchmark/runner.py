@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import resource
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,8 +41,15 @@ RESULTS_ENV = "ITR_BENCH_RESULTS"
 
 
 def results_dir(path: str | os.PathLike | None = None) -> Path:
-    """``--results-dir``, else ``$ITR_BENCH_RESULTS``, else ``./results``."""
-    return Path(path or os.environ.get(RESULTS_ENV) or "results")
+    """``--results-dir``, else ``$ITR_BENCH_RESULTS``, else ``./results``: created, and checked writable."""
+    folder = Path(path or os.environ.get(RESULTS_ENV) or "results")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write to the results folder {folder} ({exc.strerror}); pass a writable --results-dir") from None
+    return folder
 
 
 @dataclass

@@ -105,6 +105,14 @@ def test_user_mistakes_are_one_line_errors(capsys, tmp_path, argv, message):
     assert message in one_error_line(capsys, [*argv, "--results-dir", str(tmp_path)])
 
 
+@pytest.mark.parametrize("command", [["run"], ["report"], ["ablate"], ["sweep"], ["data", "generate"]])
+def test_a_results_folder_that_cannot_be_written_is_one_line(capsys, tmp_path, command):
+    (tmp_path / "file").write_text("not a folder")
+    for folder in (tmp_path / "file", tmp_path / "file" / "below"):
+        line = one_error_line(capsys, [*command, "--results-dir", str(folder)])
+        assert f"cannot write to the results folder {folder}" in line and "--results-dir" in line
+
+
 def test_a_checkpoint_that_is_not_ours(capsys, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     assert "is not an itr-bench checkpoint" in one_error_line(capsys, ["eval", "--checkpoint", str(tmp_path / "junk.pt")])

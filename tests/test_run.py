@@ -9,7 +9,7 @@ import torch
 from conftest import write_precomp
 from mlflow.tracking import MlflowClient
 
-from benchmark import runner
+from benchmark import runner, tracking
 from benchmark.errors import UserError
 
 
@@ -82,6 +82,17 @@ def test_resuming_a_live_run_is_refused_naming_its_process(results, tiny):
     result = runner.run(tiny(train={"epochs": 1}), results, on_epoch=resume_while_live)
     assert refusals == [f"{result.run_dir} is live in process {os.getpid()}; let it finish, or stop it (Ctrl-C) before --resume"]
     assert MlflowClient().get_run(result.run_id).info.status == "FINISHED"
+
+
+def test_resuming_against_another_store_is_one_line(results, tiny, tmp_path, monkeypatch):
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(tiny(), results, on_epoch=stop_after(1))
+    killed_dir = max((results / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    with monkeypatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+        with pytest.raises(UserError, match=r"MLflow run \w+ is not in the store sqlite:///.*other.db; resume with the --results-dir"):
+            runner.run(tiny(), results, resume_dir=killed_dir)
+    tracking.setup(results)  # back to the session's store
 
 
 def test_a_failing_run_ends_failed_not_running(results, tiny):

@@ -43,3 +43,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path} is not an itr-bench checkpoint (no {', '.join(sorted(missing))})")
     return payload
+
+
+def load_weights(model: torch.nn.Module, payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """Load a checkpoint's weights into the model its config builds; a mismatch is a one-line error."""
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path} holds weights that do not fit the model its config builds "
+                        f"({str(exc).splitlines()[0][:160]}); the file is damaged or from another version of itr-bench") from None

@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmark import config as configuration
 from benchmark import tracking
-from benchmark.checkpoint import load_checkpoint
+from benchmark.checkpoint import load_checkpoint, load_weights
 from benchmark.config import RunConfig
 from benchmark.data.datasets import check_inputs, open_dataset
 from benchmark.data.layout import TEST_PREFIX, WHOLE_SPLIT, Benchmark, DatasetSpec
@@ -246,7 +246,8 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
                 on_epoch(record)
 
         progress = fit(model, prepared.training_data(), cfg, device, run_dir / "checkpoints", prepared.meta(), on_epoch_end, checkpoint)
-        model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
+        best = run_dir / "checkpoints" / "best.pt"
+        load_weights(model, load_checkpoint(best), best)
         result = evaluate(model, test, prepared.tokens[test.name], cfg.eval, device, benchmarks, amp=cfg.train.amp,
                           foils=None if test.twins is not None else foil_tokens(test.captions, model.tokenizer(vocab)))
         seconds = time.perf_counter() - started
@@ -285,7 +286,7 @@ def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, d
     check_inputs(check_variant(cfg.model), target)
     seed_everything(cfg.seed)
     model: RetrievalModel = build_model(cfg.model, dims).to(torch_device)
-    model.load_state_dict(checkpoint["model"])
+    load_weights(model, checkpoint, path)
     tokenize = model.tokenizer(vocab)
     foils = None if target.twins is not None else foil_tokens(target.captions, tokenize)
     return split_name, evaluate(model, target, [tokenize(c) for c in target.captions], cfg.eval, torch_device,

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from benchmark.checkpoint import save_checkpoint
+from benchmark.checkpoint import load_weights, save_checkpoint
 from benchmark.config import RunConfig, TrainConfig
 from benchmark.data.batches import CaptionPairs, epoch_batches, training_groups
 from benchmark.data.loader import Split
@@ -133,7 +133,7 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
     trainer = Trainer(model, cfg.train, device)
     progress = Progress()
     if resume is not None:
-        model.load_state_dict(resume["model"])
+        load_weights(model, resume, checkpoint_dir / "last.pt")
         trainer.load_state_dict(resume)
         progress = Progress(resume["epoch"], resume["best_score"], resume["best_epoch"])
         torch.set_rng_state(resume["torch_rng"])

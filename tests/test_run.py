@@ -109,6 +109,11 @@ def test_checkpoints_load_with_weights_only_and_eval_reproduces_test(results, ti
     assert payload["config"]["model"]["variant"] == "sa" and payload["epoch"] == result.best_epoch
     split, evaluation = runner.evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt", results, device="cpu")
     assert split == "test" and evaluation.metrics == result.metrics
+    first = next(iter(payload["model"]))
+    payload["model"][first] = torch.zeros(3)  # damaged weights in an otherwise valid checkpoint
+    torch.save(payload, result.run_dir / "damaged.pt")
+    with pytest.raises(UserError, match=f"damaged.pt holds weights that do not fit the model its config builds .*{first}"):
+        runner.evaluate_checkpoint(result.run_dir / "damaged.pt", results, device="cpu")
 
 
 def test_a_coco_layout_reports_1k_fold_mean_and_5k(results, tiny, tmp_path):

@@ -51,4 +51,4 @@ def load_weights(model: torch.nn.Module, payload: dict[str, Any], path: str | os
         model.load_state_dict(payload["model"])
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise UserError(f"{path} holds weights that do not fit the model its config builds "
-                        f"({str(exc).splitlines()[0][:160]}); the file is damaged or from another version of itr-bench") from None
+                        f"({' '.join(str(exc).split())[:200]}); the file is damaged or from another version of itr-bench") from None

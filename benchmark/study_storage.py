@@ -10,6 +10,7 @@ pass a PostgreSQL (or MySQL) URL; ``pip install -e ".[postgres]"`` adds the driv
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from benchmark.errors import UserError
@@ -38,12 +39,9 @@ def masked(storage: str) -> str:
 def open_storage(storage: str):
     """An Optuna storage: a database URL (``postgresql://...``, ``sqlite:///...``) or a journal file path."""
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     if not is_url(storage):
-        path = Path(storage)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return _journal(Path(storage))
     try:
         return optuna.storages.RDBStorage(storage)
     except ImportError:
@@ -53,3 +51,34 @@ def open_storage(storage: str):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot open the Optuna storage {masked(storage)} ({reason}); "
                         f"check the URL and that the database server is running") from None
+
+
+def _journal(path: Path):
+    """The journal file storage; a damaged file is one clear error, and is never "repaired" by writing
+    to it (Optuna would append after a bad record, and fail on every later read)."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if path.exists():
+        _check_journal(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except OSError as exc:
+        raise UserError(f"cannot open the Optuna journal {path} ({exc.strerror}); pass a writable --storage FILE") from None
+
+
+def _check_journal(path: Path) -> None:
+    """Every line of the journal must be one whole JSON record."""
+    damaged = f"the Optuna journal {path} is damaged"
+    advice = "it was left untouched: restore it from a backup, or start afresh with --storage NEW_FILE"
+    try:
+        with open(path, "rb") as journal:
+            for number, line in enumerate(journal, start=1):
+                if not line.endswith(b"\n"):
+                    raise UserError(f"{damaged} (its last record, line {number}, is cut off); {advice}")
+                try:
+                    json.loads(line)
+                except ValueError as exc:
+                    raise UserError(f"{damaged} (line {number}: {exc}); {advice}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read the Optuna journal {path} ({exc.strerror}); pass --storage FILE") from None

@@ -160,6 +160,17 @@ def test_bad_sweep_options_are_one_clear_line(capsys, tmp_path):
     assert "already exists" in one_error_line(capsys, ["sweep", "--export-best", str(existing), "--results-dir", str(tmp_path)])
 
 
+def test_a_damaged_journal_is_one_clear_line_and_left_untouched(capsys, results, space_file, tmp_path):
+    journal = tmp_path / "optuna.journal"
+    good = b'{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}\n'
+    for damage, reason in [(b'{"op_code": 4, "wor\x00\n', "(line 2: Invalid control character"), (b'{"op_code": 4', "(its last record, line 2, is cut off)")]:
+        journal.write_bytes(good + damage)
+        line = one_error_line(capsys, ["sweep", "--storage", str(journal), "--space", space_file, "--results-dir", str(results),
+                                       "--config", _tiny_toml(results)])
+        assert f"the Optuna journal {journal} is damaged {reason}" in line and "left untouched" in line
+        assert journal.read_bytes() == good + damage
+
+
 def test_an_unreachable_storage_is_one_clear_line_with_the_password_masked(capsys, results, space_file):
     require(importlib.util.find_spec("psycopg"), 'the PostgreSQL driver is missing; pip install -e ".[postgres]"')
     url = "postgresql://bench:secret@127.0.0.1:1/optuna"

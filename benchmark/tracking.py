@@ -43,21 +43,50 @@ def setup(results_dir: Path) -> str:
     uri = tracking_uri(results_dir)
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
-        _open_sqlite_store(Path(uri.removeprefix("sqlite:///")))
+        _open_sqlite_store(uri)
+    else:
+        _probe_store(uri)
     return uri
 
 
-def _open_sqlite_store(database: Path) -> None:
+def _open_sqlite_store(uri: str) -> None:
     """Create (or migrate) the SQLite store under an exclusive lock on ``<database>.lock``: two
     processes that create one store at once race in MLflow's schema migration, and one of them
     fails ("Online migration expected to match one row")."""
     import fcntl
+    import sqlite3
 
+    database = uri.removeprefix("sqlite:///")
+    try:  # MLflow retries a file it cannot open for ~100 s; sqlite3 says why at once
+        with contextlib.closing(sqlite3.connect(database, timeout=60)) as connection:
+            connection.execute("BEGIN IMMEDIATE")  # a write lock: the file can be written
+            connection.rollback()
+        lock = open(f"{database}.lock", "a")
+    except (OSError, sqlite3.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UserError(f"cannot use the MLflow store {uri} ({reason}); fix the path or unset MLFLOW_TRACKING_URI") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        _probe_store(uri)
+
+
+def _probe_store(uri: str) -> None:
+    """One request to the store, without retries: a store that is down or unwritable is one clear line."""
     from mlflow.tracking import MlflowClient
 
-    with open(f"{database}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+    retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
         MlflowClient().search_experiments(max_results=1)
+    except Exception as exc:  # MlflowException (a server down), sqlalchemy's errors (a file that cannot be opened)
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"cannot use the MLflow store {uri} ({reason}); start its server, fix the path, "
+                        "or unset MLFLOW_TRACKING_URI") from None
+    finally:
+        if retries is None:
+            del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+        else:
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = retries
 
 
 def experiment_id(name: str, results_dir: Path) -> str:

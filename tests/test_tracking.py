@@ -1,8 +1,13 @@
-"""The MLflow store: processes that create one store at once all get it."""
+"""The MLflow store: processes that create one store at once all get it; a store that cannot be used is one line."""
 
 import os
 import subprocess
 import sys
+
+import pytest
+
+from benchmark import tracking
+from benchmark.errors import UserError
 
 OPEN_STORE = "import sys; from pathlib import Path; from benchmark import tracking; tracking.setup(Path(sys.argv[1]))"
 
@@ -14,3 +19,17 @@ def test_processes_creating_one_store_at_once_all_succeed(tmp_path):
     outputs = [(p.wait(timeout=120), p.stdout.read()) for p in processes]
     assert all(code == 0 for code, _ in outputs), [out[-300:] for code, out in outputs if code]
     assert (tmp_path / "results" / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("uri, reason", [
+    ("http://127.0.0.1:1", "Max retries exceeded"),  # a server that is down
+    ("sqlite:///{tmp}/folder/mlflow.db", "unable to open database file"),  # a path that is a folder
+])
+def test_a_store_that_cannot_be_used_is_one_line(tmp_path, monkeypatch, uri, reason):
+    (tmp_path / "folder" / "mlflow.db").mkdir(parents=True)
+    uri = uri.format(tmp=tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        with pytest.raises(UserError, match=f"cannot use the MLflow store {uri} .*{reason}.*; (start its server, )?fix the path"):
+            tracking.setup(tmp_path / "results")
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ

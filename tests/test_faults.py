@@ -102,3 +102,22 @@ def test_an_interrupted_ablation_cell_resumes_from_its_checkpoint_to_the_same_nu
     assert sorted(p.name for p in (results / "runs").iterdir()) == [run_dir.name]  # continued, not restarted
     assert MlflowClient(f"sqlite:///{results / 'mlflow.db'}").get_run(run_id).info.status == "FINISHED"
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == uninterrupted
+
+
+def test_a_run_killed_with_kill_9_resumes_to_the_numbers_of_an_uninterrupted_run(tmp_path, uninterrupted):
+    _write_inputs(tmp_path)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "benchmark", "run", "--config", "tiny.toml", "--results-dir", str(results)]
+    process = subprocess.Popen(command, cwd=tmp_path, env=ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(results.glob("runs/*/checkpoints/last.pt")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.kill()
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    (run_dir,) = results.glob("runs/*")
+    assert not (run_dir / "metrics.json").exists(), "the run finished before the kill: make its epochs longer"
+    done = subprocess.run([*command[:4], "--resume", str(run_dir), "--results-dir", str(results)], cwd=tmp_path, env=ONE_THREAD,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["test"] == uninterrupted

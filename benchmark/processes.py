@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -17,8 +19,17 @@ def interrupt_once(signum, frame):
 
 
 def install_worker_signals() -> None:
+    """Ctrl-C and SIGTERM end the current run cleanly (``interrupt_once``), and so does the death of
+    the parent: a worker never runs on as an orphan."""
     signal.signal(signal.SIGINT, interrupt_once)
     signal.signal(signal.SIGTERM, interrupt_once)
+    threading.Thread(target=_stop_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+
+
+def _stop_with_parent(parent: int, every_s: float = 1.0) -> None:
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os.kill(os.getpid(), signal.SIGTERM)  # the parent is gone (its children were re-parented)
 
 
 @contextmanager

@@ -16,6 +16,9 @@ from pathlib import Path
 from benchmark.errors import UserError
 
 
+HEARTBEAT_S = 30
+
+
 def default_storage(results: Path) -> str:
     return str(results / "optuna.journal")
 
@@ -43,7 +46,8 @@ def open_storage(storage: str):
     if not is_url(storage):
         return _journal(Path(storage))
     try:
-        return optuna.storages.RDBStorage(storage)
+        # heartbeats: a trial whose worker (on any machine) stops beating for 2 minutes is failed
+        return optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=4 * HEARTBEAT_S)
     except ImportError:
         raise UserError(f"the database driver for {masked(storage)} is not installed; "
                         f"for PostgreSQL run: pip install -e \".[postgres]\"") from None

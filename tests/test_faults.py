@@ -121,3 +121,77 @@ def test_a_run_killed_with_kill_9_resumes_to_the_numbers_of_an_uninterrupted_run
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == uninterrupted
+
+
+def _sweep(folder, n_trials):
+    """A 2-worker sweep of the tiny config over train.lr, started in ``folder``."""
+    (folder / "space.toml").write_text('"train.lr" = { float = [1e-4, 1e-2], log = true }\n')
+    config.save_toml(tiny_config(train={"epochs": 4}, data={"synthetic": {"train_groups": 40}}), folder / "tiny.toml")
+    command = [sys.executable, "-m", "benchmark", "sweep", "--config", "tiny.toml", "--space", "space.toml", "--workers", "2",
+               "--n-trials", str(n_trials), "--study", "drill", "--pruner", "none", "--results-dir", "results"]
+    return subprocess.Popen(command, cwd=folder, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _study(folder):
+    import optuna
+
+    from benchmark.study_storage import open_storage
+
+    return optuna.load_study(study_name="drill", storage=open_storage(str(folder / "results" / "optuna.journal")))
+
+
+def _running_trial(folder, process):
+    """The first trial seen RUNNING with its worker and MLflow run recorded (waits for one)."""
+    deadline = time.monotonic() + 180
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        if (folder / "results" / "optuna.journal").exists():
+            running = [t for t in _study(folder).trials if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
+            if running:
+                return running[0]
+        time.sleep(0.2)
+
+
+def _mlflow_runs(folder):
+    client = MlflowClient(f"sqlite:///{folder / 'results' / 'mlflow.db'}")
+    return {r.info.run_id: r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
+
+
+def test_a_sweep_worker_killed_with_kill_9_fails_its_trial_and_the_sweep_still_runs_every_trial(tmp_path):
+    process = _sweep(tmp_path, 4)
+    victim = _running_trial(tmp_path, process)
+    os.kill(int(victim.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0 and "Traceback" not in output, output
+    assert f"killed by SIGKILL; its trial(s) [{victim.number}] marked failed" in output
+    trials = {t.number: t for t in _study(tmp_path).trials}
+    assert trials[victim.number].state.name == "FAIL"
+    assert trials[victim.number].user_attrs["error"].startswith("WorkerDied: its worker was killed by SIGKILL")
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials.values()) == 4  # the 4 asked for, besides the killed one
+    runs = _mlflow_runs(tmp_path)
+    assert runs[victim.user_attrs["mlflow_run_id"]].info.status == "FAILED"
+    assert not [r for r in runs.values() if r.info.status == "RUNNING"]
+
+
+def test_workers_of_a_sweep_killed_with_kill_9_stop_and_close_their_trials(tmp_path):
+    process = _sweep(tmp_path, 4)
+    victim = _running_trial(tmp_path, process)
+    process.kill()
+    process.wait(timeout=60)
+    workers = {int(t.user_attrs["worker"].rpartition(":")[2]) for t in _study(tmp_path).trials if "worker" in t.user_attrs}
+    deadline = time.monotonic() + 120
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "sweep workers run on as orphans"
+        time.sleep(0.5)
+    trials = {t.number: t for t in _study(tmp_path).trials}
+    assert trials[victim.number].state.name == "FAIL" and not [t for t in trials.values() if t.state.name == "RUNNING"]
+    children = [r for r in _mlflow_runs(tmp_path).values() if r.data.tags.get("sweep.role") == "trial"]
+    assert children and not [r for r in children if r.info.status == "RUNNING"]
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not open(f"/proc/{pid}/stat").read().split()[2] == "Z" if os.path.exists(f"/proc/{pid}/stat") else True

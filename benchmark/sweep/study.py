@@ -7,8 +7,10 @@ masked), the best value and the best params.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from benchmark.config import RunConfig
 from benchmark.errors import UserError
 from benchmark.processes import stop, threads_per_worker, worker_environment
 from benchmark.sweep import space as spaces
+from benchmark.sweep.dead_workers import WORKER_ATTR, fail_dead_trials
 from benchmark.study_storage import default_storage, masked, open_storage
 from benchmark.sweep.trial import SweepContext, trial_config
 from benchmark.sweep.worker import (
@@ -99,24 +102,49 @@ def _plans(options: SweepOptions, seed: int) -> list[WorkerPlan]:
             for i in range(workers)]
 
 
-def _run_workers(ctx: SweepContext, plans: list[WorkerPlan]) -> None:
-    """Spawn one process per plan; on Ctrl-C or SIGTERM, let each finish its trial's bookkeeping."""
+MAX_RESTARTS = 3  # per worker: a worker that keeps dying (out of memory) stops the sweep
+
+
+def _run_workers(ctx: SweepContext, plans: list[WorkerPlan], study, storage) -> None:
+    """Spawn one process per plan; on Ctrl-C or SIGTERM, let each finish its trial's bookkeeping.
+
+    A worker killed by a signal (kill -9, the out-of-memory killer) leaves its trial RUNNING: that
+    trial is failed, and a new worker runs the rest of its share, so the sweep still runs the
+    trials it was asked for."""
     spawn = multiprocessing.get_context("spawn")
-    processes = [spawn.Process(target=worker_process, args=(ctx, plan), name=f"sweep-worker-{plan.index}") for plan in plans]
-    try:
-        with worker_environment(plans[0].threads):
+    pending, restarts = list(plans), dict.fromkeys(range(len(plans)), 0)
+    while pending:
+        processes = [spawn.Process(target=worker_process, args=(ctx, plan), name=f"sweep-worker-{plan.index}") for plan in pending]
+        try:
+            with worker_environment(pending[0].threads):
+                for process in processes:
+                    process.start()
             for process in processes:
-                process.start()
-        for process in processes:
-            process.join()
-    except KeyboardInterrupt:
-        stop(processes)
-        raise
-    codes = [process.exitcode for process in processes]
-    if 2 in codes:
-        raise SystemExit(2)  # the worker printed its one-line error
-    if any(code != 0 for code in codes):
-        raise UserError(f"a sweep worker crashed (exit codes {codes}); its traceback is above")
+                process.join()
+        except KeyboardInterrupt:
+            stop(processes)
+            raise
+        codes = [process.exitcode for process in processes]
+        if 2 in codes:
+            raise SystemExit(2)  # the worker printed its one-line error
+        if any(code and code > 0 for code in codes):
+            raise UserError(f"a sweep worker crashed (exit codes {codes}); its traceback is above")
+        killed = [(plan, process) for plan, process in zip(pending, processes) if process.exitcode]
+        pending = []
+        for plan, process in killed:
+            name = signal.Signals(-process.exitcode).name
+            failed = fail_dead_trials(study, storage, process.pid, f"its worker was killed by {name}")
+            done = sum(t.user_attrs.get(WORKER_ATTR, "").endswith(f":{process.pid}") and t.state.is_finished()
+                       and t.number not in failed for t in study.get_trials(deepcopy=False))
+            left = plan.n_trials - done
+            restarts[plan.index] += 1
+            print(f"{plan.label}killed by {name}; its trial(s) {failed or 'none'} marked failed, "
+                  f"{left} of its {plan.n_trials} trials left", flush=True)
+            if restarts[plan.index] > MAX_RESTARTS:
+                raise UserError(f"sweep worker {plan.index} was killed {restarts[plan.index]} times (last by {name}); "
+                                "out of memory? try fewer --workers or a smaller model")
+            if left > 0:
+                pending.append(dataclasses.replace(plan, n_trials=left))
 
 
 def _timing(trials) -> dict[str, float]:
@@ -201,6 +229,8 @@ def run_sweep(base: RunConfig, results: Path, options: SweepOptions, pruner=None
 
     client = MlflowClient()
     experiment = tracking.experiment_id(base.experiment, results)
+    if stale := fail_dead_trials(study, storage, why="its worker died before this sweep started"):
+        print(f"trial(s) {stale} of '{study_name}' were left RUNNING by a worker that died; marked failed", flush=True)
     parent = client.create_run(experiment, run_name=f"sweep-{study_name}-{time.strftime('%Y%m%d-%H%M%S')}", tags={
         "sweep.study": study_name, "sweep.role": "parent", "sweep.storage": masked(storage_name),
         "variant": variant, "dataset": base.data.dataset, "git_commit": tracking.git_commit()})
@@ -223,7 +253,7 @@ def run_sweep(base: RunConfig, results: Path, options: SweepOptions, pruner=None
         if len(plans) == 1:
             work(ctx, plans[0], pruner, on_epoch)
         else:
-            _run_workers(ctx, plans)
+            _run_workers(ctx, plans, study, storage)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -16,6 +16,7 @@ from typing import Any
 from benchmark import config as configuration
 from benchmark import runner, tracking
 from benchmark.errors import UserError
+from benchmark.sweep.dead_workers import WORKER_ATTR, worker_id
 from benchmark.sweep.space import Space, suggest
 from benchmark.training import EpochRecord, fit
 
@@ -46,6 +47,7 @@ def objective(trial, ctx: SweepContext, on_epoch=None) -> float:
 
     started = time.perf_counter()
     trial.set_user_attr("sweep_run", ctx.parent_run_id)  # which invocation ran it (workers may be on several machines)
+    trial.set_user_attr(WORKER_ATTR, worker_id())  # which process: a trial of a dead worker is found and failed
     cfg = trial_config(ctx, suggest(trial, ctx.space))
     setup_seconds = train_seconds = 0.0
     prepared = None

@@ -41,6 +41,15 @@ def test_a_checkpoint_write_on_a_full_disk_keeps_the_old_file_and_leaves_no_temp
     assert sorted(p.name for p in small_disk.iterdir()) == ["best.pt"]
 
 
+def test_generating_data_on_a_full_disk_is_one_line_and_leaves_nothing(small_disk, capsys):
+    from benchmark.cli import main
+
+    assert main(["data", "generate", "--results-dir", str(small_disk)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot write the synthetic dataset under {small_disk / 'data'} ("), err
+    assert not any((small_disk / "data").iterdir())
+
+
 def test_best_is_written_before_last(results, tiny, monkeypatch, tmp_path):
     """So the last.pt on disk never names a best epoch whose best.pt is missing."""
     from benchmark import runner

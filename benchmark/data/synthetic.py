@@ -303,9 +303,11 @@ def ensure_dataset(cfg: SyntheticConfig, results_dir: str | os.PathLike) -> Path
             write_split(folder, split, n_groups, cfg, emb, stream)
         (tmp / "manifest.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2), encoding="utf-8")
         tmp.rename(root)
-    except OSError:
-        if not (root / "manifest.json").is_file():
-            raise
+    except OSError as exc:
+        if not (root / "manifest.json").is_file():  # (else another process finished it first)
+            reason = exc.strerror or " ".join(str(exc).split())
+            raise UserError(f"cannot write the synthetic dataset under {root.parent} ({reason}); "
+                            "free space or pass another --results-dir") from None
     finally:  # an interrupted generation, or one another process finished first, leaves nothing
         shutil.rmtree(tmp, ignore_errors=True)
     return root

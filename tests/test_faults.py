@@ -101,7 +101,7 @@ def _interrupted_ablation(tmp_path, signum):
     return results, run_dir, process.returncode
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 130), (signal.SIGKILL, -signal.SIGKILL)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130), (signal.SIGKILL, -signal.SIGKILL)])
 def test_an_interrupted_ablation_cell_resumes_from_its_checkpoint_to_the_same_numbers(tmp_path, uninterrupted, signum, code):
     results, run_dir, returncode = _interrupted_ablation(tmp_path, signum)
     assert returncode == code
@@ -204,3 +204,37 @@ def _alive(pid):
     except ProcessLookupError:
         return False
     return not open(f"/proc/{pid}/stat").read().split()[2] == "Z" if os.path.exists(f"/proc/{pid}/stat") else True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signalled_run_ends_killed_with_its_checkpoint_and_exit_130(tmp_path, signum):
+    _write_inputs(tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--config", "tiny.toml", "--results-dir", "results"],
+                               cwd=tmp_path, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("results/runs/*/checkpoints/last.pt")):
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.05)
+    process.send_signal(signum)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 130 and "Traceback" not in output and output.rstrip().endswith("interrupted"), output
+    (run_dir,) = tmp_path.glob("results/runs/*")
+    assert not (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "best.pt").is_file()
+    run_id = json.loads((run_dir / "run.json").read_text())["mlflow_run_id"]
+    assert _mlflow_runs(tmp_path)[run_id].info.status == "KILLED"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signalled_two_worker_sweep_fails_its_running_trials_and_ends_every_run_killed(tmp_path, signum):
+    process = _sweep(tmp_path, 4)
+    victim = _running_trial(tmp_path, process)
+    process.send_signal(signum)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 130 and "Traceback" not in output, output
+    assert "interrupted; the study is saved: rerun the same command to continue 'drill'" in output
+    trials = {t.number: t for t in _study(tmp_path).trials}
+    assert trials[victim.number].state.name == "FAIL" and not [t for t in trials.values() if t.state.name == "RUNNING"]
+    runs = _mlflow_runs(tmp_path)
+    assert runs[victim.user_attrs["mlflow_run_id"]].info.status == "KILLED"
+    assert [r.info.status for r in runs.values() if r.data.tags.get("sweep.role") == "parent"] == ["KILLED"]
+    assert not [r for r in runs.values() if r.info.status == "RUNNING"]

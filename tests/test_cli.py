@@ -188,3 +188,11 @@ def test_data_check_finds_splits_that_do_not_fit_together_as_run_does(capsys, ba
     assert exit_info.value.code == 1 and "PROBLEM" in out and "all splits load" not in out
     run_error = one_error_line(capsys, ["run", "--dataset", "f30k", "--data-root", str(bad_root), "--results-dir", str(tmp_path / "r")])
     assert run_error.removeprefix("error: ") in out
+
+
+def test_an_unreadable_caption_file_is_one_line(capsys, bad_root, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file, so a file without read permission cannot be made here")
+    (bad_root / "f30k_precomp" / "dev_caps.txt").chmod(0)
+    line = one_error_line(capsys, ["run", "--dataset", "f30k", "--data-root", str(bad_root), "--results-dir", str(tmp_path / "r")])
+    assert "cannot read" in line and "dev_caps.txt (Permission denied); fix its permissions" in line

@@ -64,6 +64,11 @@ def test_row_verdicts(result, p_holm, informative, expected):
     assert Row("c", "a", "b", "probe layout", result, p_holm, informative).verdict() == expected
 
 
+def test_a_row_verdict_uses_the_alpha_it_is_given():
+    row = Row("c", "a", "b", "probe layout", _result(5.0, (4.0, 5.0, 6.0)), 0.02)
+    assert (row.verdict(), row.verdict(alpha=0.01)) == ("supported", "inconclusive")
+
+
 def test_claim_verdicts_need_every_probe_row():
     assert claim_verdict(["supported", "supported"]) == "supported"
     assert claim_verdict(["supported", "inconclusive"]) == "inconclusive"

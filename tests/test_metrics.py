@@ -6,6 +6,7 @@ import torch
 
 from benchmark.data.layout import DATASETS
 from benchmark.evaluation import score
+from benchmark import metrics
 from benchmark.metrics import DIRECTIONS, METRIC_KEYS, fold_metrics, query_ranks, retrieval_metrics
 from benchmark.report.data import direction_ranks
 from benchmark.report.stats import query_scores
@@ -45,6 +46,31 @@ def test_ranks_match_naive_reference_on_random_scores(seed):
     expected_i2t, expected_t2i = naive_ranks(sims)
     np.testing.assert_array_equal(ranks.i2t, expected_i2t)
     np.testing.assert_array_equal(ranks.t2i, expected_t2i)
+
+
+def test_ranks_counted_in_row_chunks_match_the_naive_reference(monkeypatch):
+    monkeypatch.setattr(metrics, "_ROW_CHUNK", 7)  # 40 images in 6 blocks, the last one short
+    sims = np.random.default_rng(3).normal(size=(40, 200))
+    ranks = query_ranks(sims)
+    expected_i2t, expected_t2i = naive_ranks(sims)
+    np.testing.assert_array_equal(ranks.i2t, expected_i2t)
+    np.testing.assert_array_equal(ranks.t2i, expected_t2i)
+
+
+def test_captions_per_image_reaches_every_metric():
+    sims = np.random.default_rng(4).normal(size=(12, 24))  # 2 captions per image
+    expected = naive_metrics(sims, cpi=2)
+    got = retrieval_metrics(sims, captions_per_image=2)
+    assert got == pytest.approx({k: expected[k] for k in got})
+    folds = fold_metrics(sims, n_folds=3, captions_per_image=2)
+    parts = [naive_metrics(sims[i * 4:(i + 1) * 4, i * 8:(i + 1) * 8], cpi=2) for i in range(3)]
+    assert folds == pytest.approx({k: np.mean([part[k] for part in parts]) for k in folds})
+
+
+def test_five_folds_by_default_and_one_fold_is_the_whole_matrix():
+    sims = np.random.default_rng(5).normal(size=(30, 150))  # 30 images: 5 and 6 folds both divide them
+    assert fold_metrics(sims) == fold_metrics(sims, n_folds=5) != fold_metrics(sims, n_folds=6)
+    assert fold_metrics(sims, n_folds=1) == retrieval_metrics(sims)
 
 
 def test_metrics_match_naive_reference_on_tied_scores():

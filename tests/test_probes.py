@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.probes import GROUP_CHANCE, PROBES, group_outcomes, informative, probe_accuracy, probe_outcomes
+from benchmark.probes import GROUP_CHANCE, PROBES, TIE, captions_of, group_outcomes, informative, probe_accuracy, probe_outcomes
 
 
 def test_probe_outcomes_compare_each_base_caption_with_each_twin_exactly():
@@ -39,12 +39,25 @@ def test_a_model_that_cannot_tell_twins_apart_sits_exactly_at_chance():
         assert accuracy[f"probe_{kind}_group"] == pytest.approx(GROUP_CHANCE)
 
 
+def test_a_margin_of_exactly_the_tie_tolerance_is_a_tie_and_just_above_it_is_not():
+    scores = np.zeros((1, 5, 5))
+    scores[0, 1] = TIE  # the layout twin ahead by exactly TIE: a tie
+    scores[0, 2] = 2 * TIE  # the binding twin ahead by more: a loss
+    outcomes = probe_outcomes(scores)
+    assert outcomes["layout"].tolist() == [0.5] * 5 and outcomes["binding"].tolist() == [0.0] * 5
+
+
+def test_captions_of_an_image_are_its_five_rows():
+    assert captions_of(np.array([0, 2])).tolist() == [[0, 1, 2, 3, 4], [10, 11, 12, 13, 14]]
+
+
 def test_group_score_needs_every_caption():
     assert group_outcomes(np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 0.0])).tolist() == [1.0, 0.0]
 
 
 @pytest.mark.parametrize(("accuracies", "expected"), [
     ({"a": (100.0, 99.0), "b": (96.0, 94.0)}, False),  # saturated: everyone passes
+    ({"a": (100.0, 99.0), "b": (95.0, 94.0)}, False),  # 95 is saturated too
     ({"a": (52.0, 49.0), "b": (50.0, 50.0)}, False),  # dead: no one is above chance
     ({"a": (100.0, 99.0), "b": (50.0, 50.0)}, True),
     ({"a": (60.0, 55.0), "b": (50.0, 48.0)}, True),

@@ -30,6 +30,32 @@ def test_the_permutation_p_matches_an_exact_enumeration_of_all_swaps():
     assert stats.paired_permutation_p(a, b, n_resamples=5000) == pytest.approx(exact)  # 4,096 sign vectors: all
 
 
+def _exact_p(diffs):
+    flips = np.array(list(itertools.product([1, -1], repeat=len(diffs))))
+    return np.mean(np.abs(flips @ diffs) >= abs(diffs.sum()) - 1e-12)
+
+
+def test_the_permutation_p_on_small_cases_worked_by_hand():
+    assert stats.paired_permutation_p(np.zeros(4), np.zeros(4)) == 1.0  # no pair differs
+    # zeros swap to themselves and are dropped: [1, 1, 1] has 8 sign vectors, 2 of them reach |sum| = 3
+    assert stats.paired_permutation_p(np.array([1.0, 1, 1, 0]), np.zeros(4)) == 0.25
+    # the observed sign vector itself always counts (>=): [2, 1] reaches 3 twice in 4
+    assert stats.paired_permutation_p(np.array([2.0, 1]), np.zeros(2)) == 0.5
+
+
+def test_the_exact_enumeration_is_used_up_to_n_resamples_sign_vectors_and_sampling_beyond():
+    diffs = np.random.default_rng(2).normal(0.5, 1, 11)  # 2,048 sign vectors
+    exact = _exact_p(diffs)
+    assert stats.paired_permutation_p(diffs, np.zeros(11), n_resamples=2048) == pytest.approx(exact)
+    sampled = stats.paired_permutation_p(diffs, np.zeros(11), n_resamples=2047)
+    assert sampled != pytest.approx(exact) and sampled == pytest.approx(exact, abs=4 * np.sqrt(exact * (1 - exact) / 2047))
+
+
+def test_the_sampled_permutation_p_is_hits_plus_one_over_draws_plus_one():
+    diffs = np.ones(16)  # only the all-plus and all-minus vectors reach 16: P = 2 / 65,536, so no draw of 999 does
+    assert stats.paired_permutation_p(diffs, np.zeros(16), n_resamples=999) == 1 / 1000
+
+
 def test_the_randomised_permutation_p_agrees_with_scipy():
     rng = np.random.default_rng(4)
     a, b = rng.normal(0.05, 1, 300), rng.normal(0, 1, 300)
@@ -43,6 +69,13 @@ def test_the_randomised_permutation_p_agrees_with_scipy():
 def test_holm_adjusts_like_the_textbook():
     assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert stats.holm([0.5, float("nan"), 0.01]) == pytest.approx([0.5, float("nan"), 0.02], nan_ok=True)
+    assert stats.holm([0.6, 0.7]) == [1.0, 1.0]  # capped at 1
+
+
+def test_significance_needs_p_below_alpha_strictly_and_keeps_the_sign():
+    result = stats.PairedComparison((0, 1), 0.5, 0.1, 0.9, 0.01, 0.2, (0.4, 0.6))
+    assert stats.significant_sign(result, 0.049) == 1 and stats.significant_sign(result, 0.05) == 0
+    assert stats.minimum_detectable_effect((1.0, 2.0)) == pytest.approx((scipy_stats.t.ppf(0.975, 1) + scipy_stats.t.ppf(0.8, 1)) * np.std([1.0, 2.0], ddof=1) / np.sqrt(2))
 
 
 def test_mcnemar_is_the_exact_binomial_on_discordant_queries():
@@ -50,6 +83,8 @@ def test_mcnemar_is_the_exact_binomial_on_discordant_queries():
     hits_b = np.array([False] * 10 + [True] * 2 + [True] * 30)
     assert stats.mcnemar_p(hits_a, hits_b) == pytest.approx(2 * (1 + 12 + 66) / 4096)
     assert stats.mcnemar_p(hits_a, hits_a) == 1.0
+    balanced = np.array([True, False, True, False]), np.array([False, True, False, True])
+    assert stats.mcnemar_p(*balanced) == 1.0  # 2 against 2: binomial p 1
 
 
 def test_the_stratified_bootstrap_agrees_with_scipy_on_one_stratum():

@@ -157,3 +157,50 @@ def test_a_finished_cell_is_reused_only_by_the_same_config_field_by_field(result
         assert find_finished(experiment, Cell(other)) is None, f"a cell with another {key} reused the run"
     MlflowClient().set_tag(run_id, "variants_revision", "0")  # the same config, trained by other component code
     assert find_finished(experiment, Cell(cfg)) is None
+
+
+def _fake_grid_data():
+    """ReportData for sa (blind on layout, weak retrieval) and gisa (layout solved, strong retrieval), 3 seeds,
+    from hand-built ranks: no training, no MLflow."""
+    import numpy as np
+    import pandas as pd
+
+    from benchmark.report.data import ReportData
+
+    rng = np.random.default_rng(0)
+    runs, ranks = [], {}
+    for label, strong in (("sa", False), ("gisa", True)):
+        for seed in range(3):
+            run_id = f"{label}-{seed}"
+            runs.append({"run_id": run_id, "dataset": "synthetic", "label": label, "seed": seed})
+            ranks[run_id] = {"i2t": np.ones(40, int) if strong else rng.integers(1, 30, 40),
+                             "t2i": np.ones(200, int) if strong else rng.integers(1, 30, 200),
+                             "probe_layout": np.ones(200) if strong else np.full(200, 0.5),
+                             "probe_scene": np.ones(200)}  # both solve scene: saturated
+    return ReportData(pd.DataFrame(runs), ranks.__getitem__)
+
+
+def test_check_claims_rows_informativeness_holm_and_verdicts_on_hand_built_runs():
+    from benchmark.ablate.claims import check_claims, claims_records, claims_table
+    from benchmark.report.render import to_markdown
+    from benchmark.ablate.grid import Claim
+
+    claims = (Claim("GISA relates", "layout", (("sa", "gisa"),)), Claim("scene", "scene", (("sa", "gisa"),)),
+              Claim("absent", "layout", (("sa", "dif"),)))
+    rows = check_claims(_fake_grid_data(), "synthetic", claims)
+    assert [(r.claim, r.evidence, r.verdict()) for r in rows] == [
+        ("GISA relates", "rSum", "supported"), ("GISA relates", "probe layout", "supported"),
+        ("scene", "rSum", "supported"), ("scene", "probe scene", NOT_INFORMATIVE),
+        ("absent", "rSum", "not run"), ("absent", "probe layout", "not run")]
+    layout = rows[1].result
+    assert layout.delta == pytest.approx(50.0) and layout.per_seed_delta == pytest.approx((50.0, 50.0, 50.0))
+    assert rows[3].result.delta == 0.0  # computed, but not informative: both at 100
+    assert 0 < rows[0].p_holm <= 4 * rows[0].result.permutation_p  # Holm over the 4 rows that ran
+    assert verdicts(rows) == {"GISA relates": "supported", "scene": NOT_INFORMATIVE, "absent": "not run"}
+    records = claims_records(rows)
+    assert records["claims"] == verdicts(rows) and len(records["rows"]) == 6
+    table = to_markdown(claims_table(rows, "synthetic"))
+    assert "| GISA relates | sa → gisa | probe layout | 0,1,2 | +50.0 | [+50.0, +50.0] | 0.0 | < 0.001 | **supported** |" in table
+    assert "| scene | sa → gisa | probe scene | 0,1,2 | +0.0 | [+0.0, +0.0] | 0.0 | 1.000 | not informative |" in table
+    assert "| absent | sa → sa+dif | probe layout | – | – | – | – | – | not run |" in table
+    assert "| scene | all probe rows |  |  |  |  |  |  | not informative |" in table

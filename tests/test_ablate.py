@@ -169,14 +169,14 @@ def _fake_grid_data():
 
     rng = np.random.default_rng(0)
     runs, ranks = [], {}
-    for label, strong in (("sa", False), ("gisa", True)):
+    at_95 = np.r_[np.ones(190), np.zeros(10)]  # exactly 95.0: at the ceiling
+    for label, strong, layout in (("sa", False, np.full(200, 0.5)), ("gisa", True, np.ones(200)), ("gisa+concat", True, at_95)):
         for seed in range(3):
             run_id = f"{label}-{seed}"
             runs.append({"run_id": run_id, "dataset": "synthetic", "label": label, "seed": seed})
             ranks[run_id] = {"i2t": np.ones(40, int) if strong else rng.integers(1, 30, 40),
                              "t2i": np.ones(200, int) if strong else rng.integers(1, 30, 200),
-                             "probe_layout": np.ones(200) if strong else np.full(200, 0.5),
-                             "probe_scene": np.ones(200)}  # both solve scene: saturated
+                             "probe_layout": layout, "probe_scene": np.ones(200)}  # all solve scene: saturated
     return ReportData(pd.DataFrame(runs), ranks.__getitem__)
 
 
@@ -186,19 +186,21 @@ def test_check_claims_rows_informativeness_holm_and_verdicts_on_hand_built_runs(
     from benchmark.ablate.grid import Claim
 
     claims = (Claim("GISA relates", "layout", (("sa", "gisa"),)), Claim("scene", "scene", (("sa", "gisa"),)),
-              Claim("absent", "layout", (("sa", "dif"),)))
+              Claim("absent", "layout", (("sa", "dif"),)), Claim("ceiling", "layout", (("gisa+concat", "gisa"),)))
     rows = check_claims(_fake_grid_data(), "synthetic", claims)
-    assert [(r.claim, r.evidence, r.verdict()) for r in rows] == [
-        ("GISA relates", "rSum", "supported"), ("GISA relates", "probe layout", "supported"),
-        ("scene", "rSum", "supported"), ("scene", "probe scene", NOT_INFORMATIVE),
-        ("absent", "rSum", "not run"), ("absent", "probe layout", "not run")]
+    assert [(r.claim, r.baseline, r.variant, r.evidence, r.verdict()) for r in rows] == [
+        ("GISA relates", "sa", "gisa", "rSum", "supported"), ("GISA relates", "sa", "gisa", "probe layout", "supported"),
+        ("scene", "sa", "gisa", "rSum", "supported"), ("scene", "sa", "gisa", "probe scene", NOT_INFORMATIVE),
+        ("absent", "sa", "sa+dif", "rSum", "not run"), ("absent", "sa", "sa+dif", "probe layout", "not run"),
+        # layout informs on the grid (sa at chance), but this row's variants are both at >= 95: no difference could show
+        ("ceiling", "gisa+concat", "gisa", "rSum", "inconclusive"), ("ceiling", "gisa+concat", "gisa", "probe layout", NOT_INFORMATIVE)]
     layout = rows[1].result
     assert layout.delta == pytest.approx(50.0) and layout.per_seed_delta == pytest.approx((50.0, 50.0, 50.0))
     assert rows[3].result.delta == 0.0  # computed, but not informative: both at 100
-    assert 0 < rows[0].p_holm <= 4 * rows[0].result.permutation_p  # Holm over the 4 rows that ran
-    assert verdicts(rows) == {"GISA relates": "supported", "scene": NOT_INFORMATIVE, "absent": "not run"}
+    assert 0 < rows[0].p_holm <= 6 * rows[0].result.permutation_p  # Holm over the 6 rows that ran
+    assert verdicts(rows) == {"GISA relates": "supported", "scene": NOT_INFORMATIVE, "absent": "not run", "ceiling": NOT_INFORMATIVE}
     records = claims_records(rows)
-    assert records["claims"] == verdicts(rows) and len(records["rows"]) == 6
+    assert records["claims"] == verdicts(rows) and len(records["rows"]) == 8
     table = to_markdown(claims_table(rows, "synthetic"))
     assert "| GISA relates | sa → gisa | probe layout | 0,1,2 | +50.0 | [+50.0, +50.0] | 0.0 | < 0.001 | **supported** |" in table
     assert "| scene | sa → gisa | probe scene | 0,1,2 | +0.0 | [+0.0, +0.0] | 0.0 | 1.000 | not informative |" in table

@@ -1,4 +1,7 @@
-"""Fault drills: real full disks, real damaged files. Nothing written before a fault is lost."""
+"""Fault drills: real signals, real full disks, real damaged files. Nothing written before a fault is lost.
+
+The SIGINT twins of the SIGTERM drills and the killed sweep parent are marked slow (CI runs them too).
+"""
 
 import json
 import os
@@ -101,7 +104,8 @@ def _interrupted_ablation(tmp_path, signum):
     return results, run_dir, process.returncode
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130), (signal.SIGKILL, -signal.SIGKILL)])
+@pytest.mark.parametrize("signum, code", [pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow), (signal.SIGTERM, 130),
+                                          (signal.SIGKILL, -signal.SIGKILL)])
 def test_an_interrupted_ablation_cell_resumes_from_its_checkpoint_to_the_same_numbers(tmp_path, uninterrupted, signum, code):
     results, run_dir, returncode = _interrupted_ablation(tmp_path, signum)
     assert returncode == code
@@ -182,6 +186,7 @@ def test_a_sweep_worker_killed_with_kill_9_fails_its_trial_and_the_sweep_still_r
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]
 
 
+@pytest.mark.slow
 def test_workers_of_a_sweep_killed_with_kill_9_stop_and_close_their_trials(tmp_path):
     process = _sweep(tmp_path, 4)
     victim = _running_trial(tmp_path, process)
@@ -206,7 +211,7 @@ def _alive(pid):
     return not open(f"/proc/{pid}/stat").read().split()[2] == "Z" if os.path.exists(f"/proc/{pid}/stat") else True
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])
 def test_a_signalled_run_ends_killed_with_its_checkpoint_and_exit_130(tmp_path, signum):
     _write_inputs(tmp_path)
     process = subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--config", "tiny.toml", "--results-dir", "results"],
@@ -224,7 +229,7 @@ def test_a_signalled_run_ends_killed_with_its_checkpoint_and_exit_130(tmp_path, 
     assert _mlflow_runs(tmp_path)[run_id].info.status == "KILLED"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])
 def test_a_signalled_two_worker_sweep_fails_its_running_trials_and_ends_every_run_killed(tmp_path, signum):
     process = _sweep(tmp_path, 4)
     victim = _running_trial(tmp_path, process)

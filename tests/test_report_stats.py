@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -101,6 +102,39 @@ def test_seed_level_tests_are_scipys_with_hedges_g():
     assert result["mannwhitney_p"] == pytest.approx(scipy_stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
     pooled = np.sqrt((np.var(x, ddof=1) + np.var(y, ddof=1)) / 2)
     assert result["hedges_g"] == pytest.approx((x.mean() - y.mean()) / pooled * (1 - 3 / (4 * 6 - 9)))
+
+
+def _g(x, y):
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    pooled = np.sqrt(((len(x) - 1) * np.var(x, ddof=1) + (len(y) - 1) * np.var(y, ddof=1)) / (len(x) + len(y) - 2))
+    return (x.mean() - y.mean()) / pooled * (1 - 3 / (4 * (len(x) + len(y)) - 9))
+
+
+def _welch(x, y):
+    with warnings.catch_warnings():  # scipy warns of precision loss when one side is constant; the p is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return scipy_stats.ttest_ind(x, y, equal_var=False).pvalue
+
+
+def _mwu(x, y):
+    return scipy_stats.mannwhitneyu(x, y, alternative="two-sided").pvalue
+
+
+@pytest.mark.parametrize("x, y, welch, mwu, g", [
+    ([1.0, 2.0], [3.0, 5.0], _welch([1, 2], [3, 5]), _mwu([1, 2], [3, 5]), _g([1, 2], [3, 5])),  # two seeds are enough
+    ([1.0, 1.0], [2.0, 3.0], _welch([1, 1], [2, 3]), _mwu([1, 1], [2, 3]), _g([1, 1], [2, 3])),  # one side constant
+    ([2.0, 3.0], [1.0, 1.0], _welch([2, 3], [1, 1]), _mwu([2, 3], [1, 1]), _g([2, 3], [1, 1])),
+    ([2.0, 2.0], [1.0, 1.0], float("nan"), _mwu([2, 2], [1, 1]), float("inf")),  # no spread, different means
+    ([1.0, 1.0], [2.0, 2.0], float("nan"), _mwu([1, 1], [2, 2]), float("-inf")),
+    ([1.0, 1.0], [1.0, 1.0], float("nan"), _mwu([1, 1], [1, 1]), float("nan")),  # no spread, no difference
+    ([1.0], [2.0], float("nan"), _mwu([1], [2]), float("nan")),  # one seed: only the rank test runs
+    ([1.0], [2.0, 3.0], float("nan"), _mwu([1], [2, 3]), float("nan")),
+    ([1.0, 2.0], [3.0], float("nan"), _mwu([1, 2], [3]), float("nan")),
+])
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")
+def test_seed_level_tests_at_their_edges(x, y, welch, mwu, g):
+    result = stats.seed_tests(np.array(x), np.array(y))
+    assert [result["welch_p"], result["mannwhitney_p"], result["hedges_g"]] == pytest.approx([welch, mwu, g], nan_ok=True)
 
 
 def _system(rng, n_images, strength):

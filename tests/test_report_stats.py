@@ -57,6 +57,18 @@ def test_the_sampled_permutation_p_is_hits_plus_one_over_draws_plus_one():
     assert stats.paired_permutation_p(diffs, np.zeros(16), n_resamples=999) == 1 / 1000
 
 
+def test_a_sampled_draw_that_ties_the_observed_sum_counts():
+    diffs = np.array([1.0, -1.0] * 5 + [1.0])  # |sum| is odd, so every one of the 2,048 sign vectors reaches 1
+    assert stats.paired_permutation_p(diffs, np.zeros(11), n_resamples=100) == 1.0
+
+
+def test_the_sampled_permutation_p_is_seeded_with_0_by_default():
+    diffs = np.random.default_rng(6).normal(0.3, 1, 40)
+    p = stats.paired_permutation_p(diffs, np.zeros(40), n_resamples=999)
+    assert p == stats.paired_permutation_p(diffs, np.zeros(40), seed=0, n_resamples=999)
+    assert p != stats.paired_permutation_p(diffs, np.zeros(40), seed=1, n_resamples=999)
+
+
 def test_the_randomised_permutation_p_agrees_with_scipy():
     rng = np.random.default_rng(4)
     a, b = rng.normal(0.05, 1, 300), rng.normal(0, 1, 300)

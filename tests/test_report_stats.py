@@ -42,6 +42,8 @@ def test_the_permutation_p_on_small_cases_worked_by_hand():
     assert stats.paired_permutation_p(np.array([1.0, 1, 1, 0]), np.zeros(4)) == 0.25
     # the observed sign vector itself always counts (>=): [2, 1] reaches 3 twice in 4
     assert stats.paired_permutation_p(np.array([2.0, 1]), np.zeros(2)) == 0.5
+    # differences that cancel: every sign vector reaches |sum| = 0
+    assert stats.paired_permutation_p(np.array([1.0, -1.0]), np.zeros(2)) == 1.0
 
 
 def test_the_exact_enumeration_is_used_up_to_n_resamples_sign_vectors_and_sampling_beyond():

@@ -87,15 +87,21 @@ def uninterrupted(tmp_path_factory):
     return json.loads((run_dir / "metrics.json").read_text())["test"]
 
 
+def _started_past_its_first_checkpoint(command, folder):
+    """Start ``command`` in ``folder`` and return once its run has written ``last.pt`` (epoch 1 done)."""
+    process = subprocess.Popen(command, cwd=folder, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list(folder.glob("results/runs/*/checkpoints/last.pt")):
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.05)
+    return process
+
+
 def _interrupted_ablation(tmp_path, signum):
     """Start a one-cell ablation, send ``signum`` once its first epoch is checkpointed; returns the run folder."""
     _write_inputs(tmp_path)
     results = tmp_path / "results"
-    process = subprocess.Popen(_ablate(tmp_path), cwd=tmp_path, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not list(results.glob("runs/*/checkpoints/last.pt")):
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.05)
+    process = _started_past_its_first_checkpoint(_ablate(tmp_path), tmp_path)
     process.send_signal(signum)
     output = process.communicate(timeout=60)[0]
     assert "Traceback" not in output, output
@@ -121,13 +127,10 @@ def test_a_run_killed_with_kill_9_resumes_to_the_numbers_of_an_uninterrupted_run
     _write_inputs(tmp_path)
     results = tmp_path / "results"
     command = [sys.executable, "-m", "benchmark", "run", "--config", "tiny.toml", "--results-dir", str(results)]
-    process = subprocess.Popen(command, cwd=tmp_path, env=ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list(results.glob("runs/*/checkpoints/last.pt")):
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    process = _started_past_its_first_checkpoint(command, tmp_path)
     process.kill()
-    assert process.wait(timeout=60) == -signal.SIGKILL
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
     (run_dir,) = results.glob("runs/*")
     assert not (run_dir / "metrics.json").exists(), "the run finished before the kill: make its epochs longer"
     done = subprocess.run([*command[:4], "--resume", str(run_dir), "--results-dir", str(results)], cwd=tmp_path, env=ONE_THREAD,
@@ -214,12 +217,8 @@ def _alive(pid):
 @pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])
 def test_a_signalled_run_ends_killed_with_its_checkpoint_and_exit_130(tmp_path, signum):
     _write_inputs(tmp_path)
-    process = subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--config", "tiny.toml", "--results-dir", "results"],
-                               cwd=tmp_path, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("results/runs/*/checkpoints/last.pt")):
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.05)
+    command = [sys.executable, "-m", "benchmark", "run", "--config", "tiny.toml", "--results-dir", "results"]
+    process = _started_past_its_first_checkpoint(command, tmp_path)
     process.send_signal(signum)
     output = process.communicate(timeout=60)[0]
     assert process.returncode == 130 and "Traceback" not in output and output.rstrip().endswith("interrupted"), output

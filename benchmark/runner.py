@@ -191,25 +191,29 @@ def live_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``<run_dir>/live.lock`` (holding this process's id) while a run is
     live; the operating system drops it when the process ends, however it ends."""
     with open(run_dir / "live.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _locked(handle):
             handle.seek(0)
             raise UserError(f"{run_dir} is live in process {handle.read().strip() or '(unknown)'}; "
-                            "let it finish, or stop it (Ctrl-C) before --resume") from None
+                            "let it finish, or stop it (Ctrl-C) before --resume")
         handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()
         yield
 
 
-def is_live(run_dir: Path) -> bool:
-    """Whether a process holds ``run_dir``'s live lock now."""
+def _locked(handle) -> bool:
+    """Take the exclusive lock on ``handle`` without waiting; False when another process holds it."""
     try:
-        with live_lock(run_dir):
-            return False
-    except UserError:
-        return True
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def is_live(run_dir: Path) -> bool:
+    """Whether a process holds ``run_dir``'s live lock now (the lock file is read, never written)."""
+    with open(run_dir / "live.lock", "a+") as handle:
+        return not _locked(handle)
 
 
 def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live: contextlib.ExitStack) -> RunResult:

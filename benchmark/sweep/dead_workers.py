@@ -29,12 +29,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _dead_here(worker: str | None, pid: int | None) -> bool:
-    """Whether ``worker`` ran on this machine and is gone (or is ``pid``, known dead)."""
-    host, _, number = (worker or "").rpartition(":")
-    if host != socket.gethostname() or not number.isdigit():
+def local_pid(trial) -> int | None:
+    """The pid of the worker that ran ``trial`` when it ran on this machine, else None."""
+    host, _, number = trial.user_attrs.get(WORKER_ATTR, "").rpartition(":")
+    return int(number) if host == socket.gethostname() and number.isdigit() else None
+
+
+def _dead_here(trial, pid: int | None) -> bool:
+    """Whether ``trial``'s worker ran on this machine and is gone (or is ``pid``, known dead)."""
+    worker = local_pid(trial)
+    if worker is None:
         return False
-    return int(number) == pid if pid is not None else not _alive(int(number))
+    return worker == pid if pid is not None else not _alive(worker)
 
 
 def fail_dead_trials(study, storage, pid: int | None = None, why: str = "its worker died without finishing it") -> list[int]:
@@ -46,11 +52,10 @@ def fail_dead_trials(study, storage, pid: int | None = None, why: str = "its wor
     numbers = []
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(WORKER_ATTR)
-        if not _dead_here(worker, pid):
+        if not _dead_here(trial, pid):
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        storage.set_trial_user_attr(trial_id, "error", f"WorkerDied: {why} ({worker})")
+        storage.set_trial_user_attr(trial_id, "error", f"WorkerDied: {why} ({trial.user_attrs[WORKER_ATTR]})")
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
         if run_id := trial.user_attrs.get("mlflow_run_id"):
             client = MlflowClient()

@@ -22,7 +22,7 @@ from benchmark.config import RunConfig
 from benchmark.errors import UserError
 from benchmark.processes import stop, threads_per_worker, worker_environment
 from benchmark.sweep import space as spaces
-from benchmark.sweep.dead_workers import WORKER_ATTR, fail_dead_trials
+from benchmark.sweep.dead_workers import fail_dead_trials, local_pid
 from benchmark.study_storage import default_storage, masked, open_storage
 from benchmark.sweep.trial import SweepContext, trial_config
 from benchmark.sweep.worker import (
@@ -134,8 +134,8 @@ def _run_workers(ctx: SweepContext, plans: list[WorkerPlan], study, storage) -> 
         for plan, process in killed:
             name = signal.Signals(-process.exitcode).name
             failed = fail_dead_trials(study, storage, process.pid, f"its worker was killed by {name}")
-            done = sum(t.user_attrs.get(WORKER_ATTR, "").endswith(f":{process.pid}") and t.state.is_finished()
-                       and t.number not in failed for t in study.get_trials(deepcopy=False))
+            done = sum(local_pid(t) == process.pid and t.state.is_finished() and t.number not in failed
+                       for t in study.get_trials(deepcopy=False))
             left = plan.n_trials - done
             restarts[plan.index] += 1
             print(f"{plan.label}killed by {name}; its trial(s) {failed or 'none'} marked failed, "

@@ -1,5 +1,6 @@
 """The CLI: bad input gives one `error:` line and exit 2, never a traceback; --help everywhere."""
 
+import json
 import os
 import subprocess
 import sys
@@ -148,25 +149,33 @@ def test_variants_lists_every_axis_with_sources_and_parameter_counts(capsys, tmp
     assert "Vaswani" in out and "SCAN" in out
 
 
-def test_bench_prints_throughput_for_each_alignment(capsys):
-    assert main(["bench", "--images", "2", "--captions", "20", "--regions", "4", "--dim", "8", "--words", "3"]) == 0
+def test_bench_prints_each_formulation_against_the_scan_loop_and_writes_json(capsys, tmp_path):
+    out_file = tmp_path / "bench.json"
+    args = ["bench", "--images", "2", "--captions", "20", "--regions", "4", "--dim", "8", "--words", "3"]
+    assert main([*args, "--json", str(out_file)]) == 0
     out = capsys.readouterr().out
-    for name in ("global", "local (Gram identity)", "local (naive context)"):
-        assert name in out and "pairs/s" in out
+    for name in ("SCAN-style shard loop", "local (Gram identity)", "global", "GEMM peak here", "bf16 peak"):
+        assert name in out
+    figures = json.loads(out_file.read_text())
+    assert [r["alignment"] for r in figures["results"]] == ["SCAN-style shard loop", "local (Gram identity)", "global"]
+    local = figures["results"][1]
+    assert local["vs_scan_loop"] > 0 and local["max_abs_diff"] < 1e-5 and figures["peak_bf16_gflops"] > 0
+    line = one_error_line(capsys, [*args, "--json", str(out_file)])  # never overwrites
+    assert "the file exists" in line and json.loads(out_file.read_text()) == figures
 
 
-@pytest.mark.parametrize("norm", ["scan", "none"])
-def test_the_naive_context_and_the_gram_identity_agree(norm):
+def test_the_scan_shard_loop_scores_as_the_gram_identity_across_shards():
     import torch
 
-    from benchmark.bench import naive_local
+    from benchmark.bench import SHARD, scan_shard_loop
     from variants.alignment_local import local_similarity
 
     torch.manual_seed(0)
-    regions, words = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(4, 6, 8, dtype=torch.float64)
-    mask = torch.rand(4, 6) > 0.3
-    mask[:, 0] = True
-    torch.testing.assert_close(naive_local(regions, words, mask, 9.0, norm), local_similarity(regions, words, mask, 9.0, norm))
+    regions, words = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(SHARD + 3, 6, 8, dtype=torch.float64)
+    lengths = torch.randint(1, 7, (SHARD + 3,))
+    mask = torch.arange(6)[None] < lengths[:, None]
+    got = scan_shard_loop(regions, words, lengths, 9.0)
+    torch.testing.assert_close(got, local_similarity(regions, words, mask, 9.0, "scan"), atol=1e-10, rtol=0)
 
 
 def test_ui_on_a_port_in_use_is_one_line_and_exit_2(capsys, tmp_path):

@@ -16,7 +16,7 @@ def image_batch(split: Split, images: np.ndarray) -> ImageBatch:
     return ImageBatch(
         regions=torch.from_numpy(split.image_regions(images)),
         boxes=None if split.boxes is None else torch.from_numpy(split.boxes[images]),
-        grid=None if split.grid is None else torch.from_numpy(np.asarray(split.grid[images], dtype=np.float32)),
+        grid=None if split.grid is None else torch.from_numpy(split.image_grid(images)),
     )
 
 

@@ -83,7 +83,9 @@ class Trainer:
 
     def __init__(self, model: RetrievalModel, cfg: TrainConfig, device: torch.device):
         self.model, self.cfg, self.device = model, cfg, device
-        self.optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # foreach: one multi-tensor kernel per update step instead of a loop over parameters (on CPU too, where
+        # it is not the default); it gives the same bits as the loop, as does clipping with foreach.
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.lr_milestones, cfg.lr_gamma)
         self.amp = cfg.amp and device.type == "cuda"
 
@@ -111,7 +113,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
             self.optimizer.step()
             loss_sum += loss.item()
             bar.update(len(image_ids))

@@ -130,6 +130,12 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dim", type=int, default=1024, help="embedding size (default 1024)")
     bench.add_argument("--words", type=int, default=12, help="longest caption in words (default 12)")
     bench.add_argument("--json", metavar="FILE", help="also write the figures to FILE (a new file) as JSON")
+    bench.add_argument("--field-scale", metavar="N[,N...]", help=(
+        "instead: write random features in the real Flickr30K shapes (36x2048 regions, 7x7x2048 grid) at N train "
+        "images each (under <results>/field-scale/), and measure training pairs/s and peak RSS at the f30k preset"))
+    bench.add_argument("--variant", default="gisa+dif+hier", help="variant for --field-scale (default: the full model)")
+    bench.add_argument("--steps", type=int, default=10, help="timed training steps per size for --field-scale (default 10)")
+    _add_results_dir(bench)
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the suite's runs")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
@@ -231,6 +237,8 @@ def _variants(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from benchmark.bench import run_bench, write_json
 
+    if args.field_scale:
+        return _field_scale(args)
     for name in ("images", "captions", "regions", "dim", "words"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1")
@@ -242,6 +250,30 @@ def _bench(args: argparse.Namespace) -> None:
     if out is not None:
         write_json(bench, out)
         print(f"figures written to {out}")
+
+
+def _field_scale(args: argparse.Namespace) -> None:
+    import torch
+
+    from benchmark import config, field_scale, runner
+    from variants import check as check_variant
+
+    try:
+        sizes = [int(n) for n in args.field_scale.split(",")]
+    except ValueError:
+        raise UserError(f"--field-scale '{args.field_scale}' is not a comma-separated list of image counts, e.g. 2000,8000,29000") from None
+    if min(sizes) < 1 or args.steps < 1:
+        raise UserError("--field-scale sizes and --steps must be at least 1")
+    check_variant(config.resolve("f30k", {"model": {"variant": args.variant}}).model)  # before writing GBs
+    results = runner.results_dir(args.results_dir)
+    rows = []
+    for n in sizes:
+        root = results / "field-scale" / f"f30k-{n}"
+        print(f"writing (or reusing) {n:,} train images under {root} ...", flush=True)
+        field_scale.write_dataset(root, n)
+        rows.append(field_scale.measure(root, results, n, args.variant, args.steps, torch.get_num_threads()))
+        print(f"  {rows[-1].pairs_per_s:.1f} pairs/s, peak RSS {rows[-1].peak_rss_mb:.0f} MB", flush=True)
+    print(field_scale.report(rows, args.variant, args.steps))
 
 
 def _ui(args: argparse.Namespace) -> int:

@@ -48,7 +48,9 @@ def local_similarity(regions: torch.Tensor, words: torch.Tensor, mask: torch.Ten
     budget = _BLOCK_ELEMENTS if torch.is_grad_enabled() else _EVAL_BLOCK_ELEMENTS
     chunk = max(1, budget // max(1, n_images * length * n_regions))
     flat_regions = v.reshape(n_images * n_regions, dim)
-    scores = []
+    # Written in place, chunk by chunk: a small result kept per chunk would sit between the freed chunk
+    # temporaries on the heap, and the heap would grow by about a chunk's temporaries every chunk.
+    scores = v.new_empty(n_images, w.shape[0])
     for start in range(0, w.shape[0], chunk):
         words_chunk, mask_chunk = w[start:start + chunk], mask[start:start + chunk].to(v.dtype)
         n_captions = words_chunk.shape[0]
@@ -59,8 +61,8 @@ def local_similarity(regions: torch.Tensor, words: torch.Tensor, mask: torch.Ten
         spread = torch.bmm(gram, attention.flatten(2)).view_as(attention)  # G a
         norm_sq = (spread * attention).sum(1)  # |ctx|^2 = a^T G a
         word_scores = dot / norm_sq.clamp(min=1e-12).sqrt()
-        scores.append((word_scores * mask_chunk).sum(-1) / mask_chunk.sum(-1).clamp(min=1.0))
-    return torch.cat(scores, dim=1)
+        scores[:, start:start + n_captions] = (word_scores * mask_chunk).sum(-1) / mask_chunk.sum(-1).clamp(min=1.0)
+    return scores
 
 
 def check_norm(cfg) -> None:

@@ -93,6 +93,15 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--include-unfinished", action="store_true", help="also use FAILED/KILLED runs that reached test metrics")
     _add_results_dir(report)
 
+    again = commands.add_parser("reproduce", help="run a finished run's config again and compare every number", description=(
+        "Read a finished run's saved config, environment and metrics (a run folder, or an MLflow run id), print what "
+        "differs from the present checkout and environment (commit, uncommitted changes, packages, Python, threads, "
+        "device, dataset digest), train it again as a new MLflow run tagged reproduces=<id>, and print every test "
+        "metric side by side. Exit code 0 when every number is identical, 1 when some differ."))
+    again.add_argument("run", metavar="RUN", help="results/runs/<run> or an MLflow run id")
+    again.add_argument("--strict", action="store_true", help="refuse to run when anything differs from the original's circumstances")
+    _add_results_dir(again)
+
     evaluate = commands.add_parser("eval", help="evaluate a saved checkpoint", description=(
         "Evaluate a checkpoint (results/runs/<run>/checkpoints/best.pt) with the field's protocol."))
     evaluate.add_argument("--checkpoint", required=True, metavar="PATH", help="a best.pt or last.pt")
@@ -199,6 +208,14 @@ def _report(args: argparse.Namespace) -> None:
         print(f"  {path.relative_to(report.folder)}")
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from benchmark import runner
+    from benchmark.reproduce import reproduce
+
+    _, exact = reproduce(args.run, runner.results_dir(args.results_dir), args.strict)
+    return 0 if exact else 1
+
+
 def _eval(args: argparse.Namespace) -> None:
     from benchmark import runner
     from benchmark.summary import evaluation_report
@@ -292,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT was inherited as ignored (a process started in the background by a non-interactive shell).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
-    handlers = {"run": _run, "sweep": _sweep, "ablate": _ablate, "report": _report, "eval": _eval, "data": _data, "variants": _variants, "bench": _bench, "ui": _ui}
+    handlers = {"run": _run, "sweep": _sweep, "ablate": _ablate, "report": _report, "eval": _eval, "data": _data, "variants": _variants, "bench": _bench, "ui": _ui,
+                "reproduce": _reproduce}
     try:
         return handlers[args.command](args) or 0
     except UserError as exc:

@@ -26,6 +26,7 @@ from benchmark import tracking
 from benchmark.checkpoint import load_checkpoint, load_weights
 from benchmark.config import RunConfig
 from benchmark.data.datasets import check_inputs, open_dataset
+from benchmark.data.digest import dataset_digest
 from benchmark.data.layout import TEST_PREFIX, WHOLE_SPLIT, Benchmark, DatasetSpec
 from benchmark.data.loader import Split, dataset_spec
 from benchmark.data.vocab import Vocabulary
@@ -33,6 +34,7 @@ from benchmark.errors import UserError
 from benchmark.evaluation import Evaluation, evaluate
 from benchmark.foils import make_foils
 from benchmark.reproducibility import resolve_device, seed_everything
+from benchmark.summary import run_note
 from benchmark.training import EpochRecord, TrainingData, fit
 from variants import FeatureDims, RetrievalModel, build_model, count_parameters
 from variants import check as check_variant
@@ -172,18 +174,20 @@ def foil_tokens(captions: list[str], tokenize) -> dict[str, tuple[np.ndarray, li
     return {kind: (index, [tokenize(f) for f in foils]) for kind, (index, foils) in make_foils(captions).items()}
 
 
-def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=None) -> RunResult:
+def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=None,
+        tags: dict[str, str] | None = None) -> RunResult:
     """Train, select on dev, evaluate the best checkpoint on test; everything tracked in MLflow.
 
     ``on_epoch`` (optional) is called with each ``EpochRecord`` after its checkpoint is written: a
     public hook for Python users (progress, custom stopping); the tests interrupt runs with it.
-    The run folder is locked (``live_lock``) while the run is live, so it cannot be resumed twice.
+    ``tags`` are added to the MLflow run's own (a new run only). The run folder is locked
+    (``live_lock``) while the run is live, so it cannot be resumed twice.
     """
     with contextlib.ExitStack() as live:
         if resume_dir is not None:
             _check_resumable(Path(resume_dir))
             live.enter_context(live_lock(Path(resume_dir)))
-        return _run(cfg, results, resume_dir, on_epoch, live)
+        return _run(cfg, results, resume_dir, on_epoch, live, tags or {})
 
 
 @contextlib.contextmanager
@@ -216,7 +220,8 @@ def is_live(run_dir: Path) -> bool:
         return not _locked(handle)
 
 
-def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live: contextlib.ExitStack) -> RunResult:
+def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live: contextlib.ExitStack,
+         tags: dict[str, str]) -> RunResult:
     started = time.perf_counter()
     checkpoint, run_id = None, None
     if resume_dir is not None:
@@ -239,7 +244,8 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
         vocab.save(run_dir / "vocab.json")
         (run_dir / "environment.json").write_text(json.dumps(env, indent=2))
     with tracking.tracked_run(cfg, experiment, str(device), run_id=run_id, run_name=None if run_id else run_dir.name,
-                              tags={"run_dir": str(run_dir.resolve())}, env=env, record=checkpoint is None) as tracked:
+                              tags={"run_dir": str(run_dir.resolve()), "dataset_digest": dataset_digest(prepared.splits)} | tags,
+                              env=env, record=checkpoint is None) as tracked:
         (run_dir / "run.json").write_text(json.dumps({"mlflow_run_id": tracked.run_id, "experiment_id": experiment}))
         print(f"run {run_dir.name}: variant {cfg.model.variant}, {count_parameters(model):,} parameters, device {device}, "
               f"MLflow run {tracked.run_id}", flush=True)
@@ -259,6 +265,7 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
         summary = {"best_epoch": progress.best_epoch, "best_dev_score": progress.best_score,
                    "wall_seconds": seconds, "peak_rss_mb": peak_rss_mb}
         mlflow.log_metrics({TEST_PREFIX + k: v for k, v in result.metrics.items()} | summary)
+        mlflow.set_tag("mlflow.note.content", run_note(cfg, result, progress.best_epoch, progress.best_score))
         _save_outputs(run_dir, result, summary)
         for name in ("config.toml", "vocab.json", "environment.json", "metrics.json", "ranks.npz"):
             mlflow.log_artifact(str(run_dir / name))

@@ -44,3 +44,9 @@ def evaluation_report(metrics: dict[str, float], benchmarks: tuple[Benchmark, ..
             lines += [benchmark.title + folds, metrics_table(metrics, benchmark.prefix)]
     foils = foil_line(metrics)
     return "\n".join(lines + ([foils] if foils else []))
+
+
+def run_note(cfg, test, best_epoch: int, best_score: float) -> str:
+    """The Markdown description MLflow shows on a run's Overview page: what was trained and how it did on test."""
+    return (f"**{cfg.model.variant}** on {cfg.data.dataset}, seed {cfg.seed}: best epoch {best_epoch} of {cfg.train.epochs} "
+            f"(dev score {best_score:.1f}), evaluated on test:\n\n```\n{evaluation_report(test.metrics, test.benchmarks)}\n```\n")

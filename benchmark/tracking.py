@@ -24,6 +24,7 @@ from typing import Any
 import variants
 from benchmark import config as configuration
 from benchmark.errors import UserError
+from benchmark.lockfile import lock_status
 
 PACKAGES = ("torch", "numpy", "transformers", "mlflow", "optuna", "pandas", "scipy", "itr-bench")
 
@@ -89,8 +90,12 @@ def _probe_store(uri: str) -> None:
             os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = retries
 
 
+# MLflow 3 opens an experiment without this tag on its GenAI view (traces, token usage), not on the runs table.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def experiment_id(name: str, results_dir: Path) -> str:
-    """The id of experiment ``name``, created with artifacts under ``results/mlartifacts``."""
+    """The id of experiment ``name`` (tagged as model development), created with artifacts under ``results/mlartifacts``."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -100,11 +105,14 @@ def experiment_id(name: str, results_dir: Path) -> str:
         local = tracking_uri(results_dir).startswith("sqlite:")
         location = (results_dir / "mlartifacts").resolve().as_uri() if local else None
         try:
-            return client.create_experiment(name, artifact_location=location)
+            client.create_experiment(name, artifact_location=location)
         except MlflowException:  # created meanwhile by a parallel run
-            experiment = client.get_experiment_by_name(name)
+            pass
+        experiment = client.get_experiment_by_name(name)
     if experiment.lifecycle_stage == "deleted":
         raise UserError(f"MLflow experiment '{name}' is deleted; restore it in the MLflow UI or pass --experiment NEW_NAME")
+    if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+        client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
     return experiment.experiment_id
 
 
@@ -142,6 +150,7 @@ def environment() -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "git_commit": git_commit(),
         "packages": package_versions(),
+        "lock": lock_status(),
     }
 
 
@@ -151,6 +160,8 @@ def run_tags(cfg: configuration.RunConfig, device: str, env: dict[str, Any]) -> 
         "config_hash": configuration.config_hash(cfg), "git_commit": env["git_commit"],
         "variants_revision": str(variants.REVISION),
     }
+    lock = env.get("lock", {})
+    tags |= {"lock_digest": lock.get("lock_digest", "none"), "matches_lock": lock.get("matches_lock", "no lock")}
     return tags | {f"version.{name}": version for name, version in env["packages"].items()}
 
 

@@ -29,8 +29,13 @@ def test_a_run_records_params_tags_epoch_and_test_metrics_and_artifacts(results,
     run = MlflowClient().get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["train.lr"] == "0.001" and run.data.params["model.variant"] == "sa"
-    for tag in ("variant", "dataset", "seed", "git_commit", "config_hash", "device", "version.torch", "version.mlflow"):
+    for tag in ("variant", "dataset", "seed", "git_commit", "config_hash", "device", "version.torch", "version.mlflow",
+                "dataset_digest", "lock_digest", "matches_lock"):
         assert tag in run.data.tags, tag
+    note = run.data.tags["mlflow.note.content"]  # the run's description on MLflow's Overview page
+    assert f"best epoch {result.best_epoch} of 2" in note and f"rSum {result.metrics['rsum']:.1f}" in note
+    experiment = MlflowClient().get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on the runs table, not GenAI
     for key in ("test_rsum", "test_i2t_r1", "test_t2i_r10", "test_i2t_medr", "test_t2i_meanr",
                 "test_probe_layout", "test_probe_binding_group", "test_probe_context", "test_probe_scene", "best_dev_score",
                 "dev_probe_layout", "dev_probe_context_group"):

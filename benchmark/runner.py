@@ -25,10 +25,10 @@ from benchmark import config as configuration
 from benchmark import tracking
 from benchmark.checkpoint import load_checkpoint, load_weights
 from benchmark.config import RunConfig
-from benchmark.data.datasets import check_inputs, open_dataset
+from benchmark.data.datasets import check_inputs, dataset_root, open_dataset
 from benchmark.data.digest import dataset_digest
 from benchmark.data.layout import TEST_PREFIX, WHOLE_SPLIT, Benchmark, DatasetSpec
-from benchmark.data.loader import Split, dataset_spec
+from benchmark.data.loader import Split, dataset_folder, dataset_spec
 from benchmark.data.vocab import Vocabulary
 from benchmark.errors import UserError
 from benchmark.evaluation import Evaluation, evaluate
@@ -239,13 +239,16 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
     if resume_dir is None:
         live.enter_context(live_lock(run_dir))
     env = tracking.environment()
+    digest = dataset_digest(prepared.splits)
     if run_id is None:
         configuration.save_toml(cfg, run_dir / "config.toml")
         vocab.save(run_dir / "vocab.json")
         (run_dir / "environment.json").write_text(json.dumps(env, indent=2))
     with tracking.tracked_run(cfg, experiment, str(device), run_id=run_id, run_name=None if run_id else run_dir.name,
-                              tags={"run_dir": str(run_dir.resolve()), "dataset_digest": dataset_digest(prepared.splits)} | tags,
+                              tags={"run_dir": str(run_dir.resolve()), "dataset_digest": digest} | tags,
                               env=env, record=checkpoint is None) as tracked:
+        if checkpoint is None:
+            tracking.log_dataset(cfg.data.dataset, dataset_folder(prepared.dataset, dataset_root(cfg.data, results)), digest)
         (run_dir / "run.json").write_text(json.dumps({"mlflow_run_id": tracked.run_id, "experiment_id": experiment}))
         print(f"run {run_dir.name}: variant {cfg.model.variant}, {count_parameters(model):,} parameters, device {device}, "
               f"MLflow run {tracked.run_id}", flush=True)

@@ -165,6 +165,20 @@ def run_tags(cfg: configuration.RunConfig, device: str, env: dict[str, Any]) -> 
     return tags | {f"version.{name}": version for name, version in env["packages"].items()}
 
 
+def log_dataset(name: str, folder: Path, digest: str) -> None:
+    """Record the data a run read as its MLflow dataset input (the UI's Datasets), under the suite's own digest."""
+    import warnings
+
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "can be interpreted in multiple ways": a local folder either way
+        source = resolve_dataset_source(folder.resolve().as_uri())
+    mlflow.log_input(MetaDataset(source, name=name, digest=digest), context="training")
+
+
 # How a tracked run ends: its outcome -> MLflow run status.
 STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
 

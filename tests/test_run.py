@@ -34,6 +34,8 @@ def test_a_run_records_params_tags_epoch_and_test_metrics_and_artifacts(results,
         assert tag in run.data.tags, tag
     note = run.data.tags["mlflow.note.content"]  # the run's description on MLflow's Overview page
     assert f"best epoch {result.best_epoch} of 2" in note and f"rSum {result.metrics['rsum']:.1f}" in note
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]  # the UI's Datasets, with the suite's digest
+    assert dataset.name == "synthetic" and dataset.digest == run.data.tags["dataset_digest"]
     experiment = MlflowClient().get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on the runs table, not GenAI
     for key in ("test_rsum", "test_i2t_r1", "test_t2i_r10", "test_i2t_medr", "test_t2i_meanr",

@@ -55,7 +55,7 @@ class Split:
 
 def read_rows(array: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
     """``array[rows]`` as float32, copied out of a memory map, whose pages are then released (``release_pages``)."""
-    out = np.asarray(array[rows], dtype=np.float32)
+    out = np.array(array[rows], dtype=np.float32)  # a copy: a slice of a float32 map would be a view of it
     release_pages(array)
     return out
 

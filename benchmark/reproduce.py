@@ -67,7 +67,8 @@ def load_original(ref: str, results: Path) -> Original:
         try:
             tags = MlflowClient().get_run(run_id).data.tags
         except MlflowException:
-            tags = {}
+            raise UserError(f"run {run_id} is not in the MLflow store {tracking.tracking_uri(results)}; pass the "
+                            "--results-dir it ran with") from None
         return Original(run_id, configuration.resolve(folder / "config.toml"), json.loads((folder / "environment.json").read_text()),
                         _numbers(json.loads((folder / "metrics.json").read_text())), tags)
 
@@ -113,7 +114,7 @@ def comparison(original: dict[str, float], reproduced: dict[str, float]) -> tupl
     differing = []
     for name in names:
         a, b = original.get(name, math.nan), reproduced.get(name, math.nan)
-        same = a == b
+        same = a == b or (math.isnan(a) and math.isnan(b))
         if not same:
             differing.append((abs(b - a) if math.isfinite(a) and math.isfinite(b) else math.inf, name, a, b))
         lines.append(f"{name:{width}}  {a:12.6g}  {b:12.6g}  {'' if same else f'{b - a:+11.3g}'}")

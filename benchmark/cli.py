@@ -142,8 +142,8 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--field-scale", metavar="N[,N...]", help=(
         "instead: write random features in the real Flickr30K shapes (36x2048 regions, 7x7x2048 grid) at N train "
         "images each (under <results>/field-scale/), and measure training pairs/s and peak RSS at the f30k preset"))
-    bench.add_argument("--variant", default="gisa+dif+hier", help="variant for --field-scale (default: the full model)")
-    bench.add_argument("--steps", type=int, default=10, help="timed training steps per size for --field-scale (default 10)")
+    bench.add_argument("--variant", help="variant for --field-scale (default: the full model, gisa+dif+hier)")
+    bench.add_argument("--steps", type=int, help="timed training steps per size for --field-scale (default 10)")
     _add_results_dir(bench)
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the suite's runs")
@@ -254,8 +254,10 @@ def _variants(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from benchmark.bench import run_bench, write_json
 
-    if args.field_scale:
+    if args.field_scale is not None:
         return _field_scale(args)
+    if args.variant is not None or args.steps is not None:
+        raise UserError("--variant and --steps go with --field-scale; without it, bench times scoring on random embeddings")
     for name in ("images", "captions", "regions", "dim", "words"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1")
@@ -270,27 +272,39 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def _field_scale(args: argparse.Namespace) -> None:
+    import shutil
+
     import torch
 
     from benchmark import config, field_scale, runner
     from variants import check as check_variant
 
+    variant, steps = args.variant or "gisa+dif+hier", 10 if args.steps is None else args.steps
     try:
         sizes = [int(n) for n in args.field_scale.split(",")]
     except ValueError:
         raise UserError(f"--field-scale '{args.field_scale}' is not a comma-separated list of image counts, e.g. 2000,8000,29000") from None
-    if min(sizes) < 1 or args.steps < 1:
-        raise UserError("--field-scale sizes and --steps must be at least 1")
-    check_variant(config.resolve("f30k", {"model": {"variant": args.variant}}).model)  # before writing GBs
+    if args.json:
+        raise UserError("--json writes the scoring figures; it does not go with --field-scale")
+    preset = config.resolve("f30k", {"model": {"variant": variant}})
+    check_variant(preset.model)  # before writing GBs
+    smallest = (steps + 2) * preset.train.batch_size // 5  # images whose captions fill the warm-up and timed steps
+    if min(sizes) < smallest or steps < 1:
+        raise UserError(f"--field-scale sizes must be at least {smallest} images for --steps {steps} (two warm-up steps of "
+                        f"{preset.train.batch_size} captions first), and --steps at least 1")
     results = runner.results_dir(args.results_dir)
+    missing = sum(field_scale.disk_bytes(n) for n in sizes if not (results / "field-scale" / f"f30k-{n}" / "f30k_precomp" / "complete").is_file())
+    if missing > shutil.disk_usage(results).free:
+        raise UserError(f"--field-scale needs {missing / 1e9:.1f} GB under {results} and {shutil.disk_usage(results).free / 1e9:.1f} GB "
+                        "are free; pass smaller sizes or another --results-dir")
     rows = []
     for n in sizes:
         root = results / "field-scale" / f"f30k-{n}"
         print(f"writing (or reusing) {n:,} train images under {root} ...", flush=True)
         field_scale.write_dataset(root, n)
-        rows.append(field_scale.measure(root, results, n, args.variant, args.steps, torch.get_num_threads()))
+        rows.append(field_scale.measure(root, results, n, variant, steps, torch.get_num_threads()))
         print(f"  {rows[-1].pairs_per_s:.1f} pairs/s, peak RSS {rows[-1].peak_rss_mb:.0f} MB", flush=True)
-    print(field_scale.report(rows, args.variant, args.steps))
+    print(field_scale.report(rows, variant, steps, torch.get_num_threads()))
 
 
 def _ui(args: argparse.Namespace) -> int:

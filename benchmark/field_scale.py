@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
 import resource
 import shutil
 import time
@@ -48,6 +47,12 @@ def _write_split(folder: Path, split: str, n_images: int, rng: np.random.Generat
     with open(folder / f"{split}_caps.txt", "w") as handle:
         for caption in np.split(words, np.cumsum(lengths)[:-1]):
             handle.write(" ".join(f"w{w}" for w in caption) + "\n")
+
+
+def disk_bytes(train_images: int, eval_images: int = EVAL_IMAGES) -> int:
+    """What ``write_dataset`` writes, about (the features; captions and boxes are small)."""
+    per_image = sum(rows * dim for rows, dim in SHAPES.values()) * 4
+    return (train_images + 2 * eval_images) * per_image
 
 
 def write_dataset(root: Path, train_images: int, seed: int = 0, eval_images: int = EVAL_IMAGES) -> Path:
@@ -99,8 +104,8 @@ def _measure(root: str, results: str, variant: str, steps: int, threads: int) ->
     batches = epoch_batches(training_groups(data.train, False, []), cfg.train.batch_size, np.random.default_rng(0))
     pairs = CaptionPairs(data.train, data.train_tokens)
     trainer.train_epoch(pairs, batches[:2], 1, 1)  # warm-up
-    _, seconds, _ = trainer.train_epoch(pairs, batches[2:steps + 2], 2, 2)
-    return load_s, steps * cfg.train.batch_size / seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _, _, rate = trainer.train_epoch(pairs, batches[2:steps + 2], 2, 2)
+    return load_s, rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(root: Path, results: Path, train_images: int, variant: str, steps: int, threads: int) -> Measurement:
@@ -111,9 +116,9 @@ def measure(root: Path, results: Path, train_images: int, variant: str, steps: i
     return Measurement(train_images, disk_gb, load_s, rate, rss)
 
 
-def report(rows: list[Measurement], variant: str, steps: int) -> str:
+def report(rows: list[Measurement], variant: str, steps: int, threads: int) -> str:
     first = rows[0].peak_rss_mb
-    lines = [f"{variant} at the f30k preset (batch 128, d=1024), {steps} training steps per size, CPU, {os.cpu_count()} cores",
+    lines = [f"{variant} at the f30k preset (batch 128, d=1024), {steps} training steps per size, CPU, {threads} torch threads",
              f"{'train images':>12} {'on disk':>9} {'load':>7} {'pairs/s':>8} {'peak RSS':>9} {'vs first':>8} {'epoch (proj.)':>13}"]
     for r in rows:
         lines.append(f"{r.train_images:12,} {r.disk_gb:7.1f}GB {r.load_s:6.1f}s {r.pairs_per_s:8.1f} {r.peak_rss_mb:7.0f}MB "

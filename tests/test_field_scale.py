@@ -65,6 +65,12 @@ def test_the_field_scale_set_loads_in_the_real_f30k_shapes_and_is_reused(tmp_pat
     assert (folder / "train_ims.npy").stat().st_mtime_ns == stamp and not (tmp_path / "f30k_precomp.partial").exists()
 
 
-def test_field_scale_sizes_that_are_not_numbers_are_one_line(capsys, tmp_path):
+def test_field_scale_mistakes_are_one_line_before_anything_is_written(capsys, tmp_path):
     line = one_error_line(capsys, ["bench", "--field-scale", "2k", "--results-dir", str(tmp_path)])
     assert "--field-scale '2k' is not a comma-separated list" in line
+    line = one_error_line(capsys, ["bench", "--field-scale", "100", "--results-dir", str(tmp_path)])
+    assert "at least 307 images for --steps 10" in line  # 12 batches of 128 captions
+    line = one_error_line(capsys, ["bench", "--field-scale", "400", "--json", str(tmp_path / "b.json"), "--results-dir", str(tmp_path)])
+    assert "does not go with --field-scale" in line
+    assert "go with --field-scale" in one_error_line(capsys, ["bench", "--steps", "3"])
+    assert not (tmp_path / "field-scale").exists()

@@ -164,14 +164,14 @@ def test_bench_prints_each_formulation_against_the_scan_loop_and_writes_json(cap
     assert "the file exists" in line and json.loads(out_file.read_text()) == figures
 
 
-def test_the_scan_shard_loop_scores_as_the_gram_identity_across_shards():
+def test_the_scan_shard_loop_scores_as_the_gram_identity_across_image_and_caption_shards():
     import torch
 
     from benchmark.bench import SHARD, scan_shard_loop
     from variants.alignment_local import local_similarity
 
     torch.manual_seed(0)
-    regions, words = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(SHARD + 3, 6, 8, dtype=torch.float64)
+    regions, words = torch.randn(SHARD + 2, 5, 8, dtype=torch.float64), torch.randn(SHARD + 3, 6, 8, dtype=torch.float64)
     lengths = torch.randint(1, 7, (SHARD + 3,))
     mask = torch.arange(6)[None] < lengths[:, None]
     got = scan_shard_loop(regions, words, lengths, 9.0)

@@ -199,6 +199,47 @@ def test_batched_local_similarity_equals_a_naive_per_pair_loop(norm):
         assert not torch.allclose(got, local_similarity(regions, words, mask, 9.0, "none"))
 
 
+def test_local_similarity_in_many_chunks_equals_one_chunk_with_and_without_gradients(monkeypatch):
+    import variants.alignment_local as local
+
+    torch.manual_seed(0)
+    regions, words = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(7, 6, 8, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(7, 6) > 0.3
+    mask[:, 0] = True
+    whole = local.local_similarity(regions, words, mask, 9.0)
+    (grad_whole,) = torch.autograd.grad(whole.sum(), words)
+    monkeypatch.setattr(local, "_BLOCK_ELEMENTS", 3 * 6 * 5 * 2)  # two captions per chunk: 4 chunks, the last one short
+    monkeypatch.setattr(local, "_EVAL_BLOCK_ELEMENTS", 3 * 6 * 5)  # one caption per chunk
+    chunked = local.local_similarity(regions, words, mask, 9.0)
+    (grad_chunked,) = torch.autograd.grad(chunked.sum(), words)
+    with torch.no_grad():
+        evaluated = local.local_similarity(regions, words, mask, 9.0)
+    torch.testing.assert_close(chunked, whole, atol=1e-12, rtol=0)
+    torch.testing.assert_close(evaluated, whole, atol=1e-12, rtol=0)
+    torch.testing.assert_close(grad_chunked, grad_whole, atol=1e-12, rtol=0)
+
+
+def test_the_trainers_foreach_updates_give_the_bits_of_the_per_parameter_loop():
+    from benchmark.config import TrainConfig
+    from benchmark.training import Trainer
+
+    def trained(foreach: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.GELU(), torch.nn.Linear(5, 3))
+        trainer = Trainer(model, TrainConfig(), torch.device("cpu"))
+        if not foreach:
+            trainer.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4, foreach=False)
+        for step in range(5):
+            loss = model(torch.randn(4, 6, generator=torch.Generator().manual_seed(step))).pow(2).sum() * 50
+            trainer.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0, foreach=foreach)
+            trainer.optimizer.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(trained(True), trained(False), strict=True))
+
+
 def test_hier_is_the_weighted_sum_of_local_and_global():
     seed_everything(0)
     cfg = tiny_config(model={"variant": "sa+hier", "hier_weight": 0.3}).model

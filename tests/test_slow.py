@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import require
+from mlflow.tracking import MlflowClient
+
+from benchmark import runner
 
 pytestmark = pytest.mark.slow
 
@@ -21,9 +26,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_ui_serves_the_store_on_localhost_and_stops_cleanly_on_ctrl_c(tmp_path):
+def test_ui_serves_the_store_on_localhost_renders_the_runs_table_and_stops_cleanly_on_ctrl_c(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = runner.run(tiny(experiment="itr-bench"), tmp_path)
     port = free_port()
-    env = os.environ | {"MLFLOW_TRACKING_URI": ""}
+    env = os.environ.copy()
     env.pop("MLFLOW_TRACKING_URI")
     process = subprocess.Popen([sys.executable, "-m", "benchmark", "ui", "--port", str(port), "--results-dir", str(tmp_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -35,12 +42,20 @@ def test_ui_serves_the_store_on_localhost_and_stops_cleanly_on_ctrl_c(tmp_path):
             except OSError:
                 time.sleep(1)
         assert status == 200
-        assert (tmp_path / "mlflow.db").is_file()
+        require(shutil.which("chromium"), "no chromium to render the UI (apt-get install chromium)")
+        url = f"http://127.0.0.1:{port}/#/experiments/{MlflowClient().get_run(run.run_id).info.experiment_id}/runs"
+        dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                              f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000", "--dump-dom", url],
+                             capture_output=True, text=True, timeout=120).stdout
+        assert run.run_dir.name in dom and "Training runs" in dom  # the rendered runs table, not the GenAI overview
+        assert f"synthetic ({MlflowClient().get_run(run.run_id).data.tags['dataset_digest']})" in dom  # its Datasets column
     finally:
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, out
     assert f"open http://127.0.0.1:{port}" in out and "Traceback" not in out
+    assert f"runs of itr-bench: {url}" in out
 
 
 def readme_default_run_output() -> list[str]:

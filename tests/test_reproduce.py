@@ -12,6 +12,7 @@ from test_cli import one_error_line
 from benchmark import runner, tracking
 from benchmark.cli import main
 from benchmark.errors import UserError
+from benchmark.report.collect import load_runs
 from benchmark.reproduce import comparison, reproduce
 
 
@@ -35,6 +36,10 @@ def test_a_short_synthetic_run_reproduces_exactly_from_its_folder_and_from_its_r
     assert tags["reproduced_by"] == again.run_id and tags["reproduced_exactly"] == "true"
     assert main(["reproduce", original.run_id, "--results-dir", str(results)]) == 0  # from the store's artifacts
     assert "reproduced exactly" in capsys.readouterr().out
+    runset = load_runs("tests")  # what a report shows: the original, marked; the reproductions are checks, not runs
+    assert again.run_id not in set(runset.runs["run_id"])
+    assert runset.runs.set_index("run_id").loc[original.run_id, "reproduced"] == "exactly"
+    assert runset.excluded["reproductions (each is marked on the run it reproduced)"] >= 2
 
 
 def test_a_changed_commit_data_or_thread_count_is_reported_and_refused_under_strict(results, tiny):

@@ -155,6 +155,8 @@ def _markdown(experiment: str, runset: RunSet, tables: list[Table], files: list[
     pictures = [p for p in files if p.suffix == ".png"]
     if pictures:
         lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.relative_to(folder).as_posix()})" for p in pictures]
-    lines += ["", "## Runs", "", "| variant | dataset | seed | recipe | MLflow run id |", "| --- | --- | ---: | --- | --- |"]
-    lines += [f"| {r.label} | {r.dataset} | {r.seed} | {r.recipe} | `{r.run_id}` |" for r in runs.itertuples()]
+    lines += ["", "## Runs", "", "Reproduced: `python -m benchmark reproduce` trained the run again and got every number back "
+              "(exactly) or not (differs).", "",
+              "| variant | dataset | seed | recipe | MLflow run id | reproduced |", "| --- | --- | ---: | --- | --- | --- |"]
+    lines += [f"| {r.label} | {r.dataset} | {r.seed} | {r.recipe} | `{r.run_id}` | {r.reproduced} |" for r in runs.itertuples()]
     return "\n".join(lines) + "\n"

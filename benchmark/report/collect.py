@@ -42,6 +42,9 @@ def _held_out(param: str | None) -> tuple[str, ...]:
     return tuple(ast.literal_eval(param)) if isinstance(param, str) else ()
 
 
+REPRODUCED = {"true": "exactly", "false": "differs"}  # a run's reproduced_exactly tag, as the report shows it
+
+
 def load_runs(experiment: str, dataset: str | None = None, variants: list[str] | None = None,
               include_unfinished: bool = False, run_ids: list[str] | None = None) -> RunSet:
     """Search the experiment and keep what a report may average (only ``run_ids`` when given)."""
@@ -66,6 +69,8 @@ def load_runs(experiment: str, dataset: str | None = None, variants: list[str] |
         drop(~frame["run_id"].isin(run_ids), "runs outside this ablation")
     if "tags.sweep.role" in frame:
         drop(frame["tags.sweep.role"].notna(), "sweep runs (they never evaluate on test)")
+    if "tags.reproduces" in frame:  # a check of another run, marked on that run's row (``reproduced``)
+        drop(frame["tags.reproduces"].notna(), "reproductions (each is marked on the run it reproduced)")
     statuses = ("FINISHED", "FAILED", "KILLED") if include_unfinished else ("FINISHED",)
     drop(~frame["status"].isin(statuses), "unfinished runs (failed, killed or running)")
     headlines = sorted({f"metrics.{spec.headline.test_key('rsum')}" for spec in DATASETS.values()} & set(frame.columns))
@@ -82,6 +87,7 @@ def load_runs(experiment: str, dataset: str | None = None, variants: list[str] |
         "seed": frame["tags.seed"].astype(int), "start_time": frame["start_time"],
         "recipe": [_recipe(row) for _, row in frame.iterrows()],
         "held_out_twins": [_held_out(value) for value in frame.get("params.train.held_out_twins", [None] * len(frame))],
+        "reproduced": [REPRODUCED.get(value, "") for value in frame.get("tags.reproduced_exactly", [None] * len(frame))],
     })
     for column in sorted(frame.columns):  # search_runs orders metric columns as the runs list them
         if column.startswith("metrics.test_") or column in ("metrics.best_epoch", "metrics.wall_seconds"):

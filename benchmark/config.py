@@ -283,7 +283,7 @@ def _apply(cfg: Any, values: dict[str, Any], prefix: str = "") -> None:
             setattr(cfg, key, _check_type(name, value, types_[key]))
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
     """A command-line value: TOML syntax when it parses (1e-3, true, [8, 12]), else a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -298,7 +298,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise UserError(f"override '{pair}' is not key=value; write e.g. train.lr=3e-4")
-        flat[key.strip()] = _parse_value(text.strip())
+        flat[key.strip()] = parse_value(text.strip())
     return nest(flat)
 
 

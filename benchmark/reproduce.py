@@ -42,35 +42,50 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def load_original(ref: str, results: Path) -> Original:
-    """The run folder ``ref``, or the MLflow run with id ``ref`` (its artifacts); it must have finished."""
+    """The run folder ``ref``, or the MLflow run with id ``ref`` (a run's artifacts, or a sweep trial's params);
+    it must have finished."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     tracking.setup(results)
     folder = Path(ref)
-    with tempfile.TemporaryDirectory() as scratch:
-        if (folder / "run.json").is_file():
-            run_id = json.loads((folder / "run.json").read_text())["mlflow_run_id"]
-        else:
-            run_id = ref
-            try:
-                for name in ("config.toml", "environment.json"):
+    run_id = json.loads((folder / "run.json").read_text())["mlflow_run_id"] if (folder / "run.json").is_file() else ref
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException:
+        what = "its run" if run_id != ref else f"'{ref}' is neither a run folder (with run.json) nor a run id that"
+        raise UserError(f"{what} is not in the MLflow store {tracking.tracking_uri(results)}; pass the --results-dir it ran "
+                        "with, and results/runs/<run> or an id from `python -m benchmark ui`") from None
+    if run.data.tags.get("sweep.role") == "trial":
+        return _trial(run)
+    if run_id == ref:  # by id: the run's files as it logged them
+        with tempfile.TemporaryDirectory() as scratch:
+            for name in ("config.toml", "environment.json", "metrics.json"):
+                with contextlib.suppress(MlflowException):  # metrics.json is logged only when the run finished
                     MlflowClient().download_artifacts(run_id, name, scratch)
-            except MlflowException:
-                raise UserError(f"'{ref}' is neither a run folder (with run.json) nor a run id in the MLflow store "
-                                f"{tracking.tracking_uri(results)}; pass results/runs/<run> or an id from `python -m benchmark ui`") from None
-            folder = Path(scratch)
-            with contextlib.suppress(MlflowException):  # logged only when the run finished
-                MlflowClient().download_artifacts(run_id, "metrics.json", scratch)
-        if not (folder / "metrics.json").is_file():
-            raise UserError(f"run {run_id} has not finished (no metrics.json); finish it with run --resume before reproducing it")
-        try:
-            tags = MlflowClient().get_run(run_id).data.tags
-        except MlflowException:
-            raise UserError(f"run {run_id} is not in the MLflow store {tracking.tracking_uri(results)}; pass the "
-                            "--results-dir it ran with") from None
-        return Original(run_id, configuration.resolve(folder / "config.toml"), json.loads((folder / "environment.json").read_text()),
-                        _numbers(json.loads((folder / "metrics.json").read_text())), tags)
+            return _from_files(run, Path(scratch))
+    return _from_files(run, folder)
+
+
+def _from_files(run, folder: Path) -> Original:
+    if not (folder / "metrics.json").is_file():
+        raise UserError(f"run {run.info.run_id} has not finished (no metrics.json); finish it with run --resume before reproducing it")
+    return Original(run.info.run_id, configuration.resolve(folder / "config.toml"), json.loads((folder / "environment.json").read_text()),
+                    _numbers(json.loads((folder / "metrics.json").read_text())), run.data.tags)
+
+
+def _trial(run) -> Original:
+    """A sweep trial writes no files: its config is its params, its environment its tags, its numbers its dev selection."""
+    if run.info.status != "FINISHED":
+        raise UserError(f"sweep trial {run.info.run_id} did not finish ({run.data.tags.get('sweep.state', run.info.status)}); "
+                        "only a finished trial can be reproduced")
+    booleans = {"True": True, "False": False}  # MLflow logged str(value)
+    values = {key: booleans[text] if text in booleans else configuration.parse_value(text) for key, text in run.data.params.items()}
+    cfg = configuration.with_values(configuration.RunConfig(), values)
+    tags = run.data.tags
+    environment = {"git_commit": tags.get("git_commit", "unknown"), "lock": {"lock_digest": tags.get("lock_digest", "none")},
+                   "packages": {k.removeprefix("version."): v for k, v in tags.items() if k.startswith("version.")}}
+    return Original(run.info.run_id, cfg, environment, {k: run.data.metrics[k] for k in COMPARED}, tags)
 
 
 def differences(original: Original, results: Path) -> list[str]:
@@ -92,7 +107,7 @@ def differences(original: Original, results: Path) -> list[str]:
     if now["lock"]["matches_lock"] == "false":
         lines.append(f"this environment does not match requirements.lock ({'; '.join(now['lock']['lock_mismatches'][:3])})")
     for key, what in (("python", "Python"), ("torch_threads", "torch threads (floats sum in another order)")):
-        if then[key] != now[key]:
+        if key in then and then[key] != now[key]:  # a sweep trial's tags do not hold these
             lines.append(f"{what}: {then[key]} then, {now[key]} now")
     device = str(resolve_device(original.cfg.device))
     if original.tags.get("device", device) != device:
@@ -107,8 +122,8 @@ def differences(original: Original, results: Path) -> list[str]:
 
 
 def comparison(original: dict[str, float], reproduced: dict[str, float]) -> tuple[list[str], str, bool]:
-    """Side-by-side lines, the summary line, and whether every number is identical."""
-    names = sorted(set(original) | set(reproduced))
+    """Side-by-side lines, the summary line, and whether every number the original logged came back identical."""
+    names = sorted(original)
     width = max(len(n) for n in names)
     lines = [f"{'metric':{width}}  {'original':>12}  {'reproduced':>12}  {'difference':>11}"]
     differing = []

@@ -42,6 +42,20 @@ def test_a_short_synthetic_run_reproduces_exactly_from_its_folder_and_from_its_r
     assert runset.excluded["reproductions (each is marked on the run it reproduced)"] >= 2
 
 
+def test_a_sweep_trial_reproduces_from_its_params_and_tags(results, tiny, tmp_path):
+    from benchmark.sweep import SweepOptions, run_sweep
+
+    space = tmp_path / "space.toml"
+    space.write_text('"train.lr" = { float = [1e-4, 1e-2], log = true }\n')
+    run_sweep(tiny(), results, SweepOptions(study="to-reproduce", space_file=str(space), n_trials=1))
+    (trial_id,) = [r.info.run_id for r in MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("tests").experiment_id],
+        "tags.`sweep.study` = 'to-reproduce' and tags.`sweep.role` = 'trial'")]
+    lines = []
+    _, exact = reproduce(trial_id, results, strict=True, echo=lines.append)
+    assert exact and lines[-1] == "reproduced exactly (2 metrics identical)"  # the trial's best dev score and epoch
+
+
 def test_a_changed_commit_data_or_thread_count_is_reported_and_refused_under_strict(results, tiny):
     original = runner.run(tiny(), results)
     environment = json.loads((original.run_dir / "environment.json").read_text())

@@ -15,6 +15,7 @@ from typing import Any
 
 from benchmark import config as configuration
 from benchmark import runner, tracking
+from benchmark.data.digest import dataset_digest
 from benchmark.errors import UserError
 from benchmark.sweep.dead_workers import WORKER_ATTR, worker_id
 from benchmark.sweep.space import Space, suggest
@@ -54,7 +55,8 @@ def objective(trial, ctx: SweepContext, on_epoch=None) -> float:
     try:
         prepared = runner.prepare(cfg, Path(ctx.results))
         setup_seconds = time.perf_counter() - started
-        tags = {"sweep.study": ctx.study, "sweep.role": "trial", "sweep.trial": str(trial.number)}
+        tags = {"sweep.study": ctx.study, "sweep.role": "trial", "sweep.trial": str(trial.number),
+                "dataset_digest": dataset_digest(prepared.splits)}
         with tracking.tracked_run(cfg, ctx.experiment_id, str(prepared.device), run_name=f"{ctx.study}-trial-{trial.number:03d}",
                                   parent_run_id=ctx.parent_run_id, tags=tags, echo=ctx.echo, stopped=(optuna.TrialPruned,),
                                   outcome_tag="sweep.state") as tracked:

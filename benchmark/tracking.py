@@ -90,7 +90,8 @@ def _probe_store(uri: str) -> None:
             os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = retries
 
 
-# MLflow 3 opens an experiment without this tag on its GenAI view (traces, token usage), not on the runs table.
+# What the suite's experiments are, for MLflow. It does not change where MLflow 3.17's UI lands (its GenAI
+# overview, checked in headless Chromium): `ui` prints each experiment's runs-table URL for that.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
@@ -160,8 +161,7 @@ def run_tags(cfg: configuration.RunConfig, device: str, env: dict[str, Any]) -> 
         "config_hash": configuration.config_hash(cfg), "git_commit": env["git_commit"],
         "variants_revision": str(variants.REVISION),
     }
-    lock = env.get("lock", {})
-    tags |= {"lock_digest": lock.get("lock_digest", "none"), "matches_lock": lock.get("matches_lock", "no lock")}
+    tags |= {key: env["lock"][key] for key in ("lock_digest", "matches_lock")}
     return tags | {f"version.{name}": version for name, version in env["packages"].items()}
 
 

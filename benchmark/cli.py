@@ -111,7 +111,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     _add_results_dir(evaluate)
 
-    data = commands.add_parser("data", help="generate the synthetic dataset or check a real one")
+    data = commands.add_parser("data", help="generate the synthetic dataset, import or extract real features, check a dataset")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     generate = data_commands.add_parser("generate", help="generate (or find cached) the synthetic dataset", description=(
         "Generate the synthetic diagnostic dataset. Overrides are data.synthetic.* keys, e.g. data.synthetic.noise=0.8."))
@@ -122,6 +122,41 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dataset", required=True, help="f30k | coco | synthetic")
     check.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/ (default: $ITR_BENCH_DATA)")
     _add_results_dir(check)
+
+    butd = data_commands.add_parser("import-butd", help="import bottom-up-attention TSV files and a Karpathy split file", description=(
+        "Stream the original BUTD TSV files (image_id, image_w, image_h, num_boxes, boxes, features; base64 float32) "
+        "into <data-root>/<dataset>_precomp/: {split}_ims.npy, normalised {split}_boxes.npy, {split}_caps.txt and "
+        "{split}_ids.txt, with the splits, image order and first 5 captions of Karpathy's split file. Memory stays flat; "
+        "an interrupted import resumes; nothing is published while a problem remains, and nothing existing is overwritten."))
+    butd.add_argument("--tsv", required=True, nargs="+", metavar="PATH", help="TSV files (e.g. trainval/*.tsv.*) or folders holding them")
+    butd.add_argument("--split-file", required=True, metavar="JSON", help="Karpathy's dataset_flickr30k.json or dataset_coco.json")
+    butd.add_argument("--dataset", required=True, choices=("f30k", "coco"), help="which dataset the files are")
+    butd.add_argument("--data-root", metavar="PATH", help="where <dataset>_precomp/ is written (default: $ITR_BENCH_DATA)")
+    butd.add_argument("--regions", type=int, default=36, help="boxes per image every row must have (default 36, as BUTD's fixed release)")
+    butd.add_argument("--no-restval", action="store_true", help="COCO: leave Karpathy's restval images out of train (the field keeps them)")
+    butd.add_argument("--drop-missing", action="store_true", help="leave out images of the split file that no TSV part holds (default: refuse)")
+    butd.add_argument("--images", metavar="DIR", help="also check each TSV row's image size against the image file here")
+    butd.add_argument("--restart", action="store_true", help="discard an unfinished import of other inputs and start over")
+
+    grid = data_commands.add_parser("extract-grid", help="extract grid features (ResNet C5, pooled) from the dataset's images", description=(
+        "Run a torchvision ResNet with weights from a local file over every image of the dataset, in the order of "
+        "{split}_ids.txt, and write {split}_grid.npy (n_images, grid*grid, channels): each image resized whole to "
+        "image-size x image-size, its C5 map average-pooled to grid x grid cells in row-major order. Nothing is "
+        "downloaded; an interrupted extraction resumes."))
+    grid.add_argument("--dataset", required=True, choices=("f30k", "coco"), help="which dataset")
+    grid.add_argument("--data-root", metavar="PATH", help="folder holding <dataset>_precomp/ with its ids files (default: $ITR_BENCH_DATA)")
+    grid.add_argument("--split-file", required=True, metavar="JSON", help="Karpathy's split file: maps each id to its image file")
+    grid.add_argument("--images", required=True, metavar="DIR", help="the dataset's image folder (COCO: holding train2014/ and val2014/)")
+    grid.add_argument("--weights", required=True, metavar="FILE", help="the backbone's torchvision state dict (.pth), a local file")
+    grid.add_argument("--backbone", default="resnet152", help="torchvision ResNet: resnet18|34|50|101|152 (default resnet152, the field's)")
+    grid.add_argument("--image-size", type=int, default=448, help="images are resized whole to this square (default 448: a 14x14 C5 map)")
+    grid.add_argument("--grid", type=int, default=7, help="cells per side (default 7: 49 cells, as DSRAN and DIF)")
+    grid.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    grid.add_argument("--workers", type=int, help="DataLoader workers decoding images (default: min(4, CPUs))")
+    grid.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: CUDA when present)")
+    grid.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                      help="auto (default): bf16 autocast on CUDA, fp32 on CPU")
+    grid.add_argument("--restart", action="store_true", help="discard an unfinished extraction of other inputs and start over")
 
     listing = commands.add_parser("variants", help="list the registered components and how to combine them")
     listing.add_argument("--details", action="store_true", help="also show parameter counts")
@@ -230,15 +265,27 @@ def _data(args: argparse.Namespace) -> None:
     from benchmark import config, runner
     from benchmark.data import inspection
 
-    results = runner.results_dir(args.results_dir)
-    if args.data_command == "generate":
+    if args.data_command == "import-butd":
+        from benchmark.data.butd import import_butd
+        from benchmark.data.loader import output_root
+
+        print(import_butd([Path(p) for p in args.tsv], Path(args.split_file), args.dataset, output_root(args.data_root),
+                          regions=args.regions, restval=not args.no_restval, drop_missing=args.drop_missing,
+                          images_dir=Path(args.images) if args.images else None, restart=args.restart))
+    elif args.data_command == "extract-grid":
+        from benchmark.data.grid_extraction import extract_grid
+
+        print(extract_grid(args.dataset, args.data_root, Path(args.split_file), Path(args.images), Path(args.weights),
+                           backbone=args.backbone, image_size=args.image_size, grid=args.grid, batch_size=args.batch_size,
+                           workers=args.workers, device=args.device, precision=args.precision, restart=args.restart))
+    elif args.data_command == "generate":
         overrides = config.parse_overrides(args.overrides)
         if set(overrides) - {"data"} or set(overrides.get("data", {})) - {"synthetic"}:
             raise UserError("data generate takes data.synthetic.* overrides only, e.g. data.synthetic.noise=0.8")
         cfg = config.resolve(args.config, overrides)
-        print(inspection.generate(cfg.data.synthetic, results))
+        print(inspection.generate(cfg.data.synthetic, runner.results_dir(args.results_dir)))
     else:
-        report, ok = inspection.check(args.dataset, args.data_root, results)
+        report, ok = inspection.check(args.dataset, args.data_root, runner.results_dir(args.results_dir))
         print(report)
         if not ok:
             raise SystemExit(1)

@@ -82,6 +82,19 @@ def resolve_root(data_root: str | os.PathLike | None) -> Path:
     return path
 
 
+def output_root(data_root: str | os.PathLike | None) -> Path:
+    """Where a command writes ``<name>_precomp/``: ``--data-root``, else ``$ITR_BENCH_DATA``; created if missing."""
+    root = str(data_root or os.environ.get(DATA_ROOT_ENV, ""))
+    if not root:
+        raise UserError(f"no data root given; pass --data-root PATH or set {DATA_ROOT_ENV}")
+    path = Path(root).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create data root {path} ({exc.strerror}); pass a writable --data-root") from None
+    return path
+
+
 def dataset_folder(spec: DatasetSpec, root: Path) -> Path:
     folder = root / spec.folder
     if not folder.is_dir():

@@ -1,0 +1,161 @@
+"""Resumable writing of large per-image arrays, for the import and extraction commands.
+
+Rows land in preallocated ``.npy`` memory maps inside a hidden staging folder next to the output, so memory stays
+flat whatever the input size. Every row remembers where it came from (``source``, -1 while empty), saved at each
+checkpoint after the maps are flushed, so an interrupted job resumes with the rows it had. The files take their
+final names (``os.replace``, the main array last) only when every row is in: a split is never half-written under
+a name that looks complete, and nothing that already exists is overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data.loader import read_rows, release_pages
+from benchmark.errors import UserError
+
+_COPY_BYTES = 64 << 20  # per step when compacting a column
+
+
+def refuse_existing(paths: list[Path], fix: str) -> None:
+    """A one-line error when any output already exists: nothing is overwritten."""
+    if existing := [path for path in paths if path.exists() or path.is_symlink()]:
+        raise UserError(f"{existing[0]} already exists{f' (and {len(existing) - 1} more outputs)' if len(existing) > 1 else ''}; "
+                        f"nothing was overwritten; {fix}")
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    temporary = path.with_name(path.name + ".tmp.npy")
+    np.save(temporary, array)
+    os.replace(temporary, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+class Staging:
+    """The staging folder of one job writing into ``folder``: its inputs (a staging folder made from other inputs
+    is refused, not mixed in), the job's own progress record, and its tables."""
+
+    def __init__(self, folder: Path, job: str, inputs: dict, restart: bool = False):
+        self.folder = folder
+        self.dir = folder / f".{job}.staging"
+        self._state_path = self.dir / "state.json"
+        if restart and self.dir.exists():
+            shutil.rmtree(self.dir)
+        if self._state_path.is_file():
+            state = json.loads(self._state_path.read_text(encoding="utf-8"))
+            if state["inputs"] != inputs:
+                changed = sorted(k for k in inputs.keys() | state["inputs"].keys() if inputs.get(k) != state["inputs"].get(k))
+                raise UserError(f"{self.dir} holds an unfinished {job} from other inputs ({', '.join(changed)} differ); "
+                                f"rerun with the same inputs to resume it, or pass --restart to discard it")
+            self.progress: dict = state["progress"]
+            self.resumed = True
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.progress = {}
+            self.resumed = False
+        self.inputs = inputs
+
+    def table(self, name: str, n_rows: int, columns: dict[str, tuple[tuple[int, ...], str]]) -> StagedTable:
+        return StagedTable(self.dir, name, n_rows, columns)
+
+    def check_space(self, tables: list[StagedTable]) -> None:
+        """A one-line error when the disk cannot hold the tables' arrays (before any is written)."""
+        needed = sum(table.nbytes for table in tables)
+        free = shutil.disk_usage(self.dir).free + sum(table.bytes_on_disk() for table in tables)
+        if needed > free:
+            raise UserError(f"{self.folder} needs {needed / 1e9:.1f} GB for the output but its disk has {free / 1e9:.1f} GB free; "
+                            "free space or write elsewhere")
+
+    def save(self, tables: list[StagedTable]) -> None:
+        """A checkpoint: the tables' rows are flushed before their sources, then the progress record is written."""
+        for table in tables:
+            table.save()
+        _atomic_write_text(self._state_path, json.dumps({"inputs": self.inputs, "progress": self.progress}, indent=1))
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class StagedTable:
+    """One split's arrays (``columns``: file suffix -> per-row shape and dtype), each ``(n_rows, *shape)``."""
+
+    def __init__(self, directory: Path, name: str, n_rows: int, columns: dict[str, tuple[tuple[int, ...], str]]):
+        self.dir, self.name, self.n_rows = directory, name, n_rows
+        self._shapes = {column: ((n_rows, *shape), np.dtype(dtype)) for column, (shape, dtype) in columns.items()}
+        self._source_path = directory / f"{name}.source.npy"
+        self.source = np.load(self._source_path) if self._source_path.is_file() else np.full(n_rows, -1, np.int64)
+        self._maps: dict[str, np.memmap] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self._shapes.values())
+
+    def path(self, column: str) -> Path:
+        return self.dir / f"{self.name}_{column}"
+
+    def bytes_on_disk(self) -> int:
+        return sum(self.path(column).stat().st_size for column in self._shapes if self.path(column).is_file())
+
+    def column(self, column: str) -> np.memmap:
+        """The column's map, created (sparse, zero-filled) on first use or reopened when resuming."""
+        if column not in self._maps:
+            path, (shape, dtype) = self.path(column), self._shapes[column]
+            if path.is_file() and self.source.max(initial=-1) >= 0:
+                self._maps[column] = np.load(path, mmap_mode="r+")
+            else:
+                self._maps[column] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        return self._maps[column]
+
+    def write(self, row: int, source: int, **values: np.ndarray) -> None:
+        for column, value in values.items():
+            self.column(column)[row] = value
+        self.source[row] = source
+
+    def save(self) -> None:
+        for array in self._maps.values():
+            array.flush()
+            release_pages(array)  # written pages are on disk now; keep RSS flat
+        _atomic_save(self._source_path, self.source)
+
+    @property
+    def missing(self) -> np.ndarray:
+        """The rows not written yet."""
+        return np.flatnonzero(self.source < 0)
+
+    def publish(self, folder: Path, texts: dict[str, list[str]], keep: np.ndarray | None = None) -> None:
+        """Move the columns (the first column last) and the text files (one line per entry, ``keep``'s rows only)
+        to ``folder/{name}_{suffix}``; ``keep`` (row indices) drops the other rows first."""
+        self.save()
+        for suffix, lines in texts.items():
+            staged = self.dir / f"{self.name}_{suffix}"
+            _atomic_write_text(staged, "".join(f"{line}\n" for line in lines))
+            os.replace(staged, folder / staged.name)
+        for column in reversed(list(self._shapes)):
+            if keep is not None:
+                self._compact(column, keep)
+            self._maps.pop(column, None)
+            os.replace(self.path(column), folder / self.path(column).name)
+
+    def _compact(self, column: str, keep: np.ndarray) -> None:
+        """Rewrite a column with only the ``keep`` rows, in chunks (memory stays flat)."""
+        source = self.column(column)
+        compacted = self.dir / f"{self.name}_compact_{column}"
+        target = np.lib.format.open_memmap(compacted, mode="w+", dtype=source.dtype, shape=(len(keep), *source.shape[1:]))
+        step = max(1, _COPY_BYTES // max(1, source[:1].nbytes))
+        for start in range(0, len(keep), step):
+            target[start:start + step] = read_rows(source, keep[start:start + step]).astype(source.dtype, copy=False)
+            target.flush()
+            release_pages(target)
+        del target
+        self._maps.pop(column, None)
+        os.replace(compacted, self.path(column))

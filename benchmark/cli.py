@@ -151,8 +151,8 @@ def _build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--backbone", default="resnet152", help="torchvision ResNet: resnet18|34|50|101|152 (default resnet152, the field's)")
     grid.add_argument("--image-size", type=int, default=448, help="images are resized whole to this square (default 448: a 14x14 C5 map)")
     grid.add_argument("--grid", type=int, default=7, help="cells per side (default 7: 49 cells, as DSRAN and DIF)")
-    grid.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    grid.add_argument("--workers", type=int, help="DataLoader workers decoding images (default: min(4, CPUs))")
+    grid.add_argument("--batch-size", type=int, help="images per forward pass (default 64 on CUDA, 16 on the CPU)")
+    grid.add_argument("--workers", type=int, help="DataLoader workers decoding images (default: one per CPU, at most 16)")
     grid.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: CUDA when present)")
     grid.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                       help="auto (default): bf16 autocast on CUDA, fp32 on CPU")
@@ -179,6 +179,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "images each (under <results>/field-scale/), and measure training pairs/s and peak RSS at the f30k preset"))
     bench.add_argument("--variant", help="variant for --field-scale (default: the full model, gisa+dif+hier)")
     bench.add_argument("--steps", type=int, help="timed training steps per size for --field-scale (default 10)")
+    bench.add_argument("--real-data", metavar="N[,N...]", help=(
+        "instead: generate N Flickr30K-shaped inputs (BUTD TSV rows, JPEGs, ResNet-152 weights; under "
+        "<results>/real-data-bench/) and time `data import-butd` and `data extract-grid` on them, each in a fresh process"))
+    bench.add_argument("--device", help="device for --real-data's extraction: auto (default) | cpu | cuda")
+    bench.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="precision for --real-data's extraction (default auto)")
     _add_results_dir(bench)
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the suite's runs")
@@ -262,9 +267,6 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _data(args: argparse.Namespace) -> None:
-    from benchmark import config, runner
-    from benchmark.data import inspection
-
     if args.data_command == "import-butd":
         from benchmark.data.butd import import_butd
         from benchmark.data.loader import output_root
@@ -279,12 +281,18 @@ def _data(args: argparse.Namespace) -> None:
                            backbone=args.backbone, image_size=args.image_size, grid=args.grid, batch_size=args.batch_size,
                            workers=args.workers, device=args.device, precision=args.precision, restart=args.restart))
     elif args.data_command == "generate":
+        from benchmark import config, runner
+        from benchmark.data import inspection
+
         overrides = config.parse_overrides(args.overrides)
         if set(overrides) - {"data"} or set(overrides.get("data", {})) - {"synthetic"}:
             raise UserError("data generate takes data.synthetic.* overrides only, e.g. data.synthetic.noise=0.8")
         cfg = config.resolve(args.config, overrides)
         print(inspection.generate(cfg.data.synthetic, runner.results_dir(args.results_dir)))
     else:
+        from benchmark import runner
+        from benchmark.data import inspection
+
         report, ok = inspection.check(args.dataset, args.data_root, runner.results_dir(args.results_dir))
         print(report)
         if not ok:
@@ -299,12 +307,16 @@ def _variants(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from benchmark.bench import run_bench, write_json
-
+    if args.real_data is not None:
+        return _real_data_bench(args)
+    if args.device is not None or args.precision is not None:
+        raise UserError("--device and --precision go with --real-data; scoring is timed on the CPU")
     if args.field_scale is not None:
         return _field_scale(args)
     if args.variant is not None or args.steps is not None:
         raise UserError("--variant and --steps go with --field-scale; without it, bench times scoring on random embeddings")
+    from benchmark.bench import run_bench, write_json
+
     for name in ("images", "captions", "regions", "dim", "words"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1")
@@ -318,6 +330,40 @@ def _bench(args: argparse.Namespace) -> None:
         print(f"figures written to {out}")
 
 
+def _sizes(text: str, flag: str) -> list[int]:
+    try:
+        sizes = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise UserError(f"--{flag} '{text}' is not a comma-separated list of image counts, e.g. 2000,8000") from None
+    return sizes
+
+
+def _real_data_bench(args: argparse.Namespace) -> None:
+    import shutil
+
+    from benchmark import real_data_bench as bench
+    from benchmark.runner import results_dir
+
+    sizes = _sizes(args.real_data, "real-data")
+    if min(sizes) < 3:
+        raise UserError("--real-data sizes must be at least 3 images (one each for train, dev and test)")
+    if args.field_scale is not None or args.json or args.variant or args.steps:
+        raise UserError("--real-data goes with --device, --precision and --results-dir only")
+    results = results_dir(args.results_dir)
+    needed = sum(bench.disk_bytes(n) * 2 for n in sizes)  # the inputs, and the import's output beside them
+    if needed > shutil.disk_usage(results).free:
+        raise UserError(f"--real-data needs about {needed / 1e9:.1f} GB under {results} and {shutil.disk_usage(results).free / 1e9:.1f} GB "
+                        "are free; pass smaller sizes or another --results-dir")
+    device, precision = args.device or "auto", args.precision or "auto"
+    measured = []
+    for n in sizes:
+        folder = results / "real-data-bench" / f"n{n}"
+        print(f"writing (or reusing) {n:,} generated inputs under {folder} ...", flush=True)
+        bench.write_inputs(folder, n)
+        measured.append((n, bench.measure(folder, n, device, precision)))
+    print(bench.report(measured, device, precision))
+
+
 def _field_scale(args: argparse.Namespace) -> None:
     import shutil
 
@@ -327,10 +373,7 @@ def _field_scale(args: argparse.Namespace) -> None:
     from variants import check as check_variant
 
     variant, steps = args.variant or "gisa+dif+hier", 10 if args.steps is None else args.steps
-    try:
-        sizes = [int(n) for n in args.field_scale.split(",")]
-    except ValueError:
-        raise UserError(f"--field-scale '{args.field_scale}' is not a comma-separated list of image counts, e.g. 2000,8000,29000") from None
+    sizes = _sizes(args.field_scale, "field-scale")
     if args.json:
         raise UserError("--json writes the scoring figures; it does not go with --field-scale")
     preset = config.resolve("f30k", {"model": {"variant": variant}})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import resource
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.data.layout import CAPTIONS_PER_IMAGE
+from benchmark.processes import peak_rss_mb
 
 SHAPES = {"ims": (36, 2048), "grid": (49, 2048)}  # BUTD regions; a ResNet C5 map pooled to 7x7
 EVAL_IMAGES = 1_000  # Flickr30K's dev and 1K test
@@ -105,7 +105,7 @@ def _measure(root: str, results: str, variant: str, steps: int, threads: int) ->
     pairs = CaptionPairs(data.train, data.train_tokens)
     trainer.train_epoch(pairs, batches[:2], 1, 1)  # warm-up
     _, _, rate = trainer.train_epoch(pairs, batches[2:steps + 2], 2, 2)
-    return load_s, rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return load_s, rate, peak_rss_mb()
 
 
 def measure(root: Path, results: Path, train_images: int, variant: str, steps: int, threads: int) -> Measurement:

@@ -1,8 +1,9 @@
-"""Helpers for spawning worker processes (sweep workers, ablation jobs) and stopping them cleanly."""
+"""Helpers for spawning worker processes (sweep workers, ablation jobs), stopping them cleanly, and measuring them."""
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import threading
 import time
@@ -61,3 +62,17 @@ def stop(processes: Iterable, grace_s: float = 120) -> None:
         process.join(timeout=grace_s)
         if process.is_alive():
             process.kill()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB. Linux's ``ru_maxrss`` carries the parent's peak over fork and
+    exec, so a small command started by a large process would report the parent's figure; ``VmHWM`` belongs to
+    this process's own memory."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import json
 import os
-import resource
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from benchmark.data.layout import TEST_PREFIX, WHOLE_SPLIT, Benchmark, DatasetSp
 from benchmark.data.loader import Split, dataset_folder, dataset_spec
 from benchmark.data.vocab import Vocabulary
 from benchmark.errors import UserError
+from benchmark.processes import peak_rss_mb
 from benchmark.evaluation import Evaluation, evaluate
 from benchmark.foils import make_foils
 from benchmark.reproducibility import resolve_device, seed_everything
@@ -264,9 +264,8 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
         result = evaluate(model, test, prepared.tokens[test.name], cfg.eval, device, benchmarks, amp=cfg.train.amp,
                           foils=None if test.twins is not None else foil_tokens(test.captions, model.tokenizer(vocab)))
         seconds = time.perf_counter() - started
-        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         summary = {"best_epoch": progress.best_epoch, "best_dev_score": progress.best_score,
-                   "wall_seconds": seconds, "peak_rss_mb": peak_rss_mb}
+                   "wall_seconds": seconds, "peak_rss_mb": peak_rss_mb()}
         mlflow.log_metrics({TEST_PREFIX + k: v for k, v in result.metrics.items()} | summary)
         mlflow.set_tag("mlflow.note.content", run_note(cfg, result, progress.best_epoch, progress.best_score))
         _save_outputs(run_dir, result, summary)
@@ -274,7 +273,7 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
             mlflow.log_artifact(str(run_dir / name))
         if cfg.log_checkpoint:
             mlflow.log_artifact(str(run_dir / "checkpoints" / "best.pt"), artifact_path="checkpoints")
-    return RunResult(run_dir, tracked.run_id, result, progress.best_epoch, progress.best_score, seconds, peak_rss_mb)
+    return RunResult(run_dir, tracked.run_id, result, progress.best_epoch, progress.best_score, seconds, summary["peak_rss_mb"])
 
 
 def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, data_root: str | None = None,

@@ -132,3 +132,11 @@ def test_import_extract_check_and_a_gisa_dif_run_end_to_end(tmp_path, weights):
     out = cli("run", "--variant", "gisa+dif", "--dataset", "f30k", "--data-root", str(root), "--epochs", "1",
               "--results-dir", str(tmp_path / "results"))
     assert "variant gisa+dif" in out and "rSum" in out
+
+
+def test_the_real_data_bench_refuses_bad_sizes_and_foreign_flags_in_one_line(tmp_path, capsys):
+    base = ["bench", "--results-dir", str(tmp_path)]
+    assert "at least 3 images" in one_error_line(capsys, base + ["--real-data", "2"])
+    assert "'3k' is not a comma-separated list" in one_error_line(capsys, base + ["--real-data", "3k"])
+    assert "--real-data goes with --device" in one_error_line(capsys, base + ["--real-data", "3", "--steps", "2"])
+    assert "--device and --precision go with --real-data" in one_error_line(capsys, base + ["--device", "cpu"])

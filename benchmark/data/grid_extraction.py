@@ -128,7 +128,7 @@ def _split_images(folder: Path, split: str, by_id: dict[str, str], images_dir: P
 
 
 def extract_grid(dataset: str, data_root: str | None, split_file: Path, images_dir: Path, weights: Path,
-                 backbone: str = "resnet152", image_size: int = 448, grid: int = 7, batch_size: int = 16,
+                 backbone: str = "resnet152", image_size: int = 448, grid: int = 7, batch_size: int | None = None,
                  workers: int | None = None, device: str = "auto", precision: str = "auto",
                  restart: bool = False) -> str:
     """Write ``{split}_grid.npy`` for every split of the dataset; returns the summary."""
@@ -153,6 +153,8 @@ def extract_grid(dataset: str, data_root: str | None, split_file: Path, images_d
               for split, split_paths in paths.items()}
     staging.check_space(list(tables.values()))
     model = model.to(target, memory_format=torch.channels_last)
+    batch_size = batch_size or (64 if target.type == "cuda" else 16)
+    workers = min(16, len(os.sched_getaffinity(0))) if workers is None else workers
     unreadable: list[Path] = []
     started = time.monotonic()
     todo = sum(len(table.missing) for table in tables.values())
@@ -160,8 +162,8 @@ def extract_grid(dataset: str, data_root: str | None, split_file: Path, images_d
               dynamic_ncols=True, mininterval=1.0) as bar:
         for split, table in tables.items():
             loader = torch.utils.data.DataLoader(
-                _Images(paths[split], table.missing, image_size), batch_size=batch_size,
-                num_workers=min(4, os.cpu_count() or 1) if workers is None else workers, pin_memory=target.type == "cuda")
+                _Images(paths[split], table.missing, image_size), batch_size=batch_size, num_workers=workers,
+                pin_memory=target.type == "cuda")
             last = time.monotonic()
             for rows, images, ok in loader:
                 with torch.inference_mode(), torch.autocast(target.type, torch.bfloat16, enabled=bf16):

@@ -1,0 +1,26 @@
+"""Measuring processes: a command's peak RSS is its own, not its parent's."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+
+from benchmark.processes import peak_rss_mb
+
+CHILD = """
+import resource
+from benchmark.processes import peak_rss_mb
+print(peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def test_a_small_child_of_a_large_process_reports_its_own_peak_rss():
+    ballast = bytearray(400 << 20)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])  # touch every page: 400 MB resident here
+    assert peak_rss_mb() > 400
+    own, inherited = map(float, subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True).stdout.split())
+    assert inherited > 400, "the control: Linux's ru_maxrss carries the parent's peak over fork and exec"
+    assert own < 200, own
+    del ballast
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 > 400

@@ -12,10 +12,10 @@ from real_inputs import f30k_inputs
 from test_cli import one_error_line
 
 from benchmark.cli import main
-from benchmark.data.grid_extraction import _Images, import_torchvision, load_backbone, pool_cells
+from benchmark.data.grid_extraction import _Images, import_torchvision, load_backbone, normalise, pool_cells
 from benchmark.data.loader import load_split
 
-SMALL = ["--backbone", "resnet18", "--image-size", "64", "--grid", "2", "--batch-size", "3", "--workers", "0"]
+SMALL = ["--backbone", "resnet18", "--image-size", "64", "--grid", "2", "--batch-size", "3", "--workers", "0", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +64,10 @@ def test_grid_rows_equal_a_direct_forward_of_each_image_in_the_ids_order(importe
         data = load_split(folder, split)
         assert data.grid.shape == (len(ids), 4, channels)
         paths = [imported.images / f"{image_id}.jpg" for image_id in ids]
-        images = torch.stack([_Images(paths, np.arange(len(paths)), 64)[k][1] for k in range(len(paths))])
+        decoded = _Images([paths], [(0, k) for k in range(len(paths))], 64)
+        images = torch.stack([decoded[k][2] for k in range(len(paths))])
         with torch.inference_mode():
-            expected = pool_cells(model(images), 2).numpy()
+            expected = pool_cells(model(normalise(images)), 2).numpy()
         np.testing.assert_allclose(data.grid, expected, rtol=1e-4, atol=1e-5)
     assert not list(folder.glob(".*staging*"))
 
@@ -127,7 +128,8 @@ def test_import_extract_check_and_a_gisa_dif_run_end_to_end(tmp_path, weights):
     cli("data", "import-butd", "--tsv", str(inputs.tsv[0].parent), "--split-file", str(inputs.split_file),
         "--dataset", "f30k", "--data-root", str(root), "--images", str(inputs.images))
     cli("data", "extract-grid", "--dataset", "f30k", "--data-root", str(root), "--split-file", str(inputs.split_file),
-        "--images", str(inputs.images), "--weights", str(weights), "--backbone", "resnet18", "--image-size", "64", "--grid", "2")
+        "--images", str(inputs.images), "--weights", str(weights), "--backbone", "resnet18", "--image-size", "64", "--grid", "2",
+        "--device", "cpu")
     assert "all splits load" in cli("data", "check", "--dataset", "f30k", "--data-root", str(root), "--results-dir", str(tmp_path / "results"))
     out = cli("run", "--variant", "gisa+dif", "--dataset", "f30k", "--data-root", str(root), "--epochs", "1",
               "--results-dir", str(tmp_path / "results"))

@@ -76,30 +76,37 @@ def pool_cells(c5: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 class _Images(torch.utils.data.Dataset):
-    """Decoded, resized and normalised images; an unreadable file gives a zero image and ``ok=False``."""
+    """Decoded images resized to ``image_size`` squares, as uint8 (a quarter of float32's bytes to move; ``normalise``
+    finishes them on the device). Items are ``(table, row)`` pairs; an unreadable file gives a zero image and
+    ``ok=False``."""
 
-    def __init__(self, paths: list[Path], rows: np.ndarray, image_size: int):
+    def __init__(self, paths: list[list[Path]], items: list[tuple[int, int]], image_size: int):
         import_torchvision()
         from torchvision.transforms import v2 as transforms
 
-        self.paths, self.rows = paths, rows
-        self.transform = transforms.Compose([
-            transforms.Resize((image_size, image_size), antialias=True), transforms.ToImage(),
-            transforms.ToDtype(torch.float32, scale=True), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-        self.size = image_size
+        self.paths, self.items, self.size = paths, items, image_size
+        self.transform = transforms.Compose([transforms.Resize((image_size, image_size), antialias=True), transforms.ToImage()])
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, bool]:
+    def __getitem__(self, i: int) -> tuple[int, int, torch.Tensor, bool]:
         from PIL import Image, UnidentifiedImageError
 
-        row = int(self.rows[i])
+        table, row = self.items[i]
         try:
-            with Image.open(self.paths[row]) as image:
-                return row, self.transform(image.convert("RGB")), True
+            with Image.open(self.paths[table][row]) as image:
+                return table, row, self.transform(image.convert("RGB")), True
         except (OSError, UnidentifiedImageError, ValueError):
-            return row, torch.zeros(3, self.size, self.size), False
+            return table, row, torch.zeros(3, self.size, self.size, dtype=torch.uint8), False
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(batch, 3, h, w)`` images -> the float input torchvision's ImageNet ResNets expect, channels-last."""
+    from torchvision.transforms.v2 import functional
+
+    images = functional.to_dtype(images, torch.float32, scale=True)
+    return functional.normalize(images, IMAGENET_MEAN, IMAGENET_STD).contiguous(memory_format=torch.channels_last)
 
 
 def _file_digest(path: Path) -> str:
@@ -156,27 +163,26 @@ def extract_grid(dataset: str, data_root: str | None, split_file: Path, images_d
     batch_size = batch_size or (64 if target.type == "cuda" else 16)
     workers = min(16, len(os.sched_getaffinity(0))) if workers is None else workers
     unreadable: list[Path] = []
-    started = time.monotonic()
-    todo = sum(len(table.missing) for table in tables.values())
-    with tqdm(total=todo, unit="img", desc=f"extracting ({backbone}, {target.type}{', bf16' if bf16 else ''})",
+    started = last = time.monotonic()
+    splits = list(tables)
+    items = [(k, int(row)) for k, split in enumerate(splits) for row in tables[split].missing]
+    loader = torch.utils.data.DataLoader(_Images([paths[split] for split in splits], items, image_size), batch_size=batch_size,
+                                         num_workers=workers, pin_memory=target.type == "cuda")
+    with tqdm(total=len(items), unit="img", desc=f"extracting ({backbone}, {target.type}{', bf16' if bf16 else ''})",
               dynamic_ncols=True, mininterval=1.0) as bar:
-        for split, table in tables.items():
-            loader = torch.utils.data.DataLoader(
-                _Images(paths[split], table.missing, image_size), batch_size=batch_size, num_workers=workers,
-                pin_memory=target.type == "cuda")
-            last = time.monotonic()
-            for rows, images, ok in loader:
-                with torch.inference_mode(), torch.autocast(target.type, torch.bfloat16, enabled=bf16):
-                    c5 = model(images.to(target, non_blocking=True).contiguous(memory_format=torch.channels_last))
-                cells = pool_cells(c5.float(), grid).cpu().numpy()
-                good = ok.numpy()
-                table.write(rows.numpy()[good], 0, **{"grid.npy": cells[good]})
-                unreadable += [paths[split][row] for row in rows.numpy()[~good]]
-                bar.update(len(rows))
-                if time.monotonic() - last > CHECKPOINT_SECONDS:
-                    staging.save([table])
-                    last = time.monotonic()
-            staging.save([table])
+        for which, rows, images, ok in loader:
+            with torch.inference_mode(), torch.autocast(target.type, torch.bfloat16, enabled=bf16):
+                c5 = model(normalise(images.to(target, non_blocking=True)))
+            cells = pool_cells(c5.float(), grid).cpu().numpy()
+            for k, split in enumerate(splits):
+                mine = (which.numpy() == k) & ok.numpy()
+                tables[split].write(rows.numpy()[mine], 0, **{"grid.npy": cells[mine]})
+            unreadable += [paths[splits[k]][row] for k, row, good in zip(which.tolist(), rows.tolist(), ok.tolist()) if not good]
+            bar.update(len(rows))
+            if time.monotonic() - last > CHECKPOINT_SECONDS:
+                staging.save(list(tables.values()))
+                last = time.monotonic()
+    staging.save(list(tables.values()))
     if unreadable:
         raise UserError(f"{len(unreadable)} image(s) could not be decoded (first: {unreadable[0]}); nothing was published; "
                         f"replace them and rerun to resume (the other images stay in {staging.dir})")
@@ -187,7 +193,7 @@ def extract_grid(dataset: str, data_root: str | None, split_file: Path, images_d
     lines = [f"{split:8} {len(split_paths):,} images -> {SplitFiles(folder, split).grid.name} "
              f"({len(split_paths)}, {grid * grid}, {channels})" for split, split_paths in paths.items()]
     return "\n".join([f"grid features in {folder}", *(f"  {line}" for line in lines),
-                      f"{todo:,} images in {seconds:.1f} s ({todo / max(seconds, 1e-9):.1f} images/s)"])
+                      f"{len(items):,} images in {seconds:.1f} s ({len(items) / max(seconds, 1e-9):.1f} images/s)"])
 
 
 def _device(name: str) -> torch.device:

@@ -20,6 +20,7 @@ from benchmark.data.loader import read_rows, release_pages
 from benchmark.errors import UserError
 
 _COPY_BYTES = 64 << 20  # per step when compacting a column
+_RELEASE_BYTES = 64 << 20  # written rows are flushed and dropped from RSS after this many bytes (memory stays flat)
 
 
 def refuse_existing(paths: list[Path], fix: str) -> None:
@@ -95,6 +96,7 @@ class StagedTable:
         self._source_path = directory / f"{name}.source.npy"
         self.source = np.load(self._source_path) if self._source_path.is_file() else np.full(n_rows, -1, np.int64)
         self._maps: dict[str, np.memmap] = {}
+        self._unflushed = 0
 
     @property
     def nbytes(self) -> int:
@@ -116,15 +118,24 @@ class StagedTable:
                 self._maps[column] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
         return self._maps[column]
 
-    def write(self, row: int, source: int, **values: np.ndarray) -> None:
+    def write(self, row: int | np.ndarray, source: int, **values: np.ndarray) -> None:
+        """Write one row, or the rows of an index array; ``source`` says where they came from (>= 0)."""
         for column, value in values.items():
             self.column(column)[row] = value
+            self._unflushed += np.asarray(value).nbytes
         self.source[row] = source
+        if self._unflushed > _RELEASE_BYTES:
+            self._flush()
 
-    def save(self) -> None:
+    def _flush(self) -> None:
+        """Written pages go to the page cache and leave this process's RSS (dirty mapped pages count in it)."""
         for array in self._maps.values():
             array.flush()
-            release_pages(array)  # written pages are on disk now; keep RSS flat
+            release_pages(array)
+        self._unflushed = 0
+
+    def save(self) -> None:
+        self._flush()
         _atomic_save(self._source_path, self.source)
 
     @property

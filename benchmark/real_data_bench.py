@@ -80,7 +80,7 @@ def write_inputs(folder: Path, n: int, seed: int = 0) -> Path:
 def _save_random_resnet152(path: Path, seed: int) -> None:
     import torch
 
-    from benchmark.data.grid_extraction import import_torchvision
+    from variants import import_torchvision
 
     torch.manual_seed(seed)
     torch.save(import_torchvision().models.resnet152().state_dict(), path)

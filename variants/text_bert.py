@@ -10,6 +10,7 @@ vse_infty): every parameter under a module named ``pretrained`` gets that scale.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from torch import nn
 from benchmark.errors import UserError
 from variants._base import FeatureDims, TextBatch, TextEmbedding, l2norm, masked_mean
 from variants._registry import TEXT
+from variants._torchvision import import_torchvision
 
 MAX_TOKENS = 64
 
@@ -46,6 +48,8 @@ class BertEncoder(nn.Module):
     def __init__(self, name_or_path: str, dim: int):
         super().__init__()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        with contextlib.suppress(ImportError):  # transformers imports torchvision when it is installed
+            import_torchvision()
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_pretrained(name_or_path)

@@ -14,7 +14,6 @@ import hashlib
 import os
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +25,12 @@ from benchmark.data.layout import DATASETS, SplitFiles
 from benchmark.data.loader import dataset_folder, resolve_root
 from benchmark.data.staging import Staging, refuse_existing
 from benchmark.errors import UserError
+from variants import import_torchvision
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 C5_STRIDE = 32
 CHECKPOINT_SECONDS = 2.0
-
-
-def import_torchvision() -> types.ModuleType:
-    """torchvision, also beside a CPU build of torch. PyPI's torchvision wheels carry compiled ops (nms, roi_align,
-    image decoding) built against CUDA torch; beside the CPU build they do not load, and torchvision's import then
-    fails registering their fake kernels ("operator torchvision::nms does not exist"). The ResNet and the transforms
-    need none of those ops, so when they are missing that registration module is skipped."""
-    try:
-        import torchvision
-        return torchvision
-    except RuntimeError as exc:
-        if "torchvision::" not in str(exc):
-            raise
-    for name in [name for name in sys.modules if name == "torchvision" or name.startswith("torchvision.")]:
-        del sys.modules[name]
-    sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-    import torchvision
-    return torchvision
 
 
 def load_backbone(name: str, weights: Path) -> tuple[torch.nn.Module, int]:

@@ -104,7 +104,8 @@ def _timed(argv: list[str]) -> dict:
     done = subprocess.run([sys.executable, "-c", _MEASURE, *argv], capture_output=True, text=True)
     figures = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {"code": done.returncode}
     if figures["code"] != 0:
-        raise UserError(f"`python -m benchmark {' '.join(argv[:2])}` failed in the benchmark: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"`python -m benchmark {' '.join(argv[:2])}` failed in the benchmark: {last}")
     return figures
 
 

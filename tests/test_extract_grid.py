@@ -41,6 +41,25 @@ def _extract_argv(inputs, root, weights, *extra):
             "--images", str(inputs.images), "--weights", str(weights), *SMALL, *extra]
 
 
+def _reference_input(path, size):
+    """The network's input for one image, made without the module: PIL's bilinear resize of the whole image to a
+    square, scaled to [0, 1], normalised with ImageNet's mean and std, channels first."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
+    pixels = (pixels - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
+
+
+def test_the_input_pipeline_equals_an_independent_pil_reference(imported):
+    paths = [imported.images / f"{image_id}.jpg" for image_id in imported.splits["dev"]]
+    decoded = _Images([paths], [(0, k) for k in range(len(paths))], 64)
+    ours = normalise(torch.stack([decoded[k][2] for k in range(len(paths))]))
+    reference = torch.stack([_reference_input(path, 64) for path in paths])
+    assert (ours - reference).abs().max() <= 1 / 255 / 0.224, "at most one grey level apart (uint8 rounding)"
+
+
 def test_torchvision_imports_beside_the_cpu_build_of_torch():
     """PyPI's torchvision cannot load its compiled ops beside torch's CPU build; the ResNet must still build."""
     torchvision = import_torchvision()
@@ -65,10 +84,9 @@ def test_grid_rows_equal_a_direct_forward_of_each_image_in_the_ids_order(importe
         data = load_split(folder, split)
         assert data.grid.shape == (len(ids), 4, channels)
         paths = [imported.images / f"{image_id}.jpg" for image_id in ids]
-        decoded = _Images([paths], [(0, k) for k in range(len(paths))], 64)
-        images = torch.stack([decoded[k][2] for k in range(len(paths))])
+        images = torch.stack([_reference_input(path, 64) for path in paths])
         with torch.inference_mode():
-            expected = pool_cells(model(normalise(images)), 2).numpy()
+            expected = pool_cells(model(images), 2).numpy()
         np.testing.assert_allclose(data.grid, expected, rtol=1e-4, atol=1e-5)
     assert not list(folder.glob(".*staging*"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from benchmark.cli import main
 from benchmark.data.butd import parse_row
 from benchmark.data.karpathy import read_splits
 from benchmark.data.loader import load_split
+from benchmark.data.staging import Staging
 from benchmark.errors import UserError
 
 
@@ -187,7 +189,8 @@ def test_an_import_killed_midway_publishes_nothing_and_a_rerun_resumes_to_the_ex
     folder = root / "f30k_precomp"
     assert not [p.name for p in folder.iterdir() if not p.name.startswith(".")], "a killed import leaves nothing that looks complete"
     assert main(_import_argv(inputs, root)) == 0
-    assert "resuming the import" in capsys.readouterr().err
+    resumed = re.search(r"resuming the import in .* \((\d+) images already in\)", capsys.readouterr().err)
+    assert resumed and int(resumed.group(1)) >= 7, "the rerun starts from the 8 rows checkpointed before the kill (one may be the stray)"
     for split, ids in inputs.splits.items():
         data = load_split(folder, split)
         assert data.ids == ids
@@ -201,3 +204,84 @@ def test_a_staging_folder_of_other_inputs_is_refused_until_restart(inputs, tmp_p
     line = one_error_line(capsys, _import_argv(inputs, tmp_path / "root") + ["--regions", "20"])
     assert "holds an unfinished import-butd from other inputs (regions differ); rerun with the same inputs" in line
     _problem_lines(capsys, _import(inputs, tmp_path / "root", "--regions", "20", "--restart"))
+
+
+def test_a_part_that_is_dropped_on_a_rerun_makes_every_part_be_read_again(inputs, tmp_path, capsys):
+    """Part a and part b both hold image X (identical rows; b's copy is skipped as a repeat), and image Y is in no
+    part, so the first import stops. The rerun gives b and a new part c with Y, without a: X must come from b."""
+    x, y = inputs.splits["train"][0], inputs.splits["dev"][0]
+    rows = {image_id: row for image_id, row in inputs.rows.items() if image_id != y}
+    folder = tmp_path / "tsv2"
+    folder.mkdir()
+    (folder / "a.tsv").write_bytes(inputs.rows[x].encode())
+    (folder / "b.tsv").write_bytes(b"".join(row.encode() for row in rows.values()))
+    (folder / "c.tsv").write_bytes(inputs.rows[y].encode())
+    argv = ["data", "import-butd", "--split-file", str(inputs.split_file), "--dataset", "f30k", "--data-root", str(tmp_path / "root"), "--tsv"]
+    assert [line.split(":")[1] for line in _problem_lines(capsys, main(argv + [str(folder / "a.tsv"), str(folder / "b.tsv")]))] == [
+        " images of the split file in no TSV part"]
+    assert main(argv + [str(folder / "b.tsv"), str(folder / "c.tsv")]) == 0
+    captured = capsys.readouterr()
+    assert "a.tsv changed or is no longer given since the interrupted import; reading every part again" in captured.err
+    assert "repeated rows" not in captured.out, "the first run's tally is not carried over"
+    folder_out = tmp_path / "root" / "f30k_precomp"
+    for split, ids in inputs.splits.items():
+        data = load_split(folder_out, split)
+        for k, image_id in enumerate(ids):
+            np.testing.assert_array_equal(data.regions[k], inputs.rows[image_id].features)
+
+
+KILL_IN_PUBLICATION = """
+import os, signal, sys
+from benchmark.data import staging
+replace, moved = os.replace, []
+def replace_then_die(source, target):
+    replace(source, target)
+    if os.path.basename(os.path.dirname(target)).endswith("_precomp"):  # a move into the output, not within staging
+        moved.append(target)
+        if len(moved) == {moves}:
+            os.kill(os.getpid(), signal.SIGKILL)
+staging.os.replace = replace_then_die
+from benchmark.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_an_import_killed_while_publishing_is_finished_by_the_next_run(inputs, tmp_path, capsys):
+    """Killed after train is published and dev half-way (its captions and ids moved, not its arrays)."""
+    argv = _import_argv(inputs, tmp_path / "root") + ["--drop-missing"]
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_PUBLICATION.format(moves=6), *argv], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    folder = tmp_path / "root" / "f30k_precomp"
+    assert (folder / "dev_caps.txt").is_file() and not (folder / "dev_ims.npy").exists()
+    assert main(argv) == 0
+    assert "finished publishing the import" in capsys.readouterr().out
+    for split, ids in inputs.splits.items():
+        data = load_split(folder, split)
+        assert data.ids == ids
+        for k, image_id in enumerate(ids):
+            np.testing.assert_array_equal(data.regions[k], inputs.rows[image_id].features)
+    assert not list(folder.glob(".*staging*"))
+
+
+def test_a_split_with_none_of_its_images_in_the_tsv_is_refused_even_with_drop_missing(inputs, tmp_path, capsys):
+    _rewrite(inputs, lambda rows: [rows.pop(i) for i in inputs.splits["test"]] and None)
+    problems = _problem_lines(capsys, _import(inputs, tmp_path / "root", "--drop-missing"))
+    assert len(problems) == 1 and problems[0].startswith("problem: splits with none of their images in the TSV: 1 (e.g. test: 4 images")
+    assert "check that the TSV's image_id column holds the split file's ids" in problems[0]
+
+
+def test_staged_arrays_count_their_allocated_blocks_not_their_sparse_size(tmp_path):
+    table = Staging(tmp_path, "job", {}).table("train", 2000, {"ims.npy": ((36, 2048), "float32")})
+    table.write(0, 0, **{"ims.npy": np.ones((36, 2048), np.float32)})
+    table.save()
+    assert table.path("ims.npy").stat().st_size > 500e6
+    assert table.bytes_on_disk() < 2e6
+
+
+def test_a_second_import_into_the_same_folder_at_once_is_refused(inputs, tmp_path, capsys):
+    folder = tmp_path / "root" / "f30k_precomp"
+    folder.mkdir(parents=True)
+    holder = Staging(folder, "import-butd", {})  # holds the staging folder's lock, as a running import does
+    assert "another import-butd is writing into" in one_error_line(capsys, _import_argv(inputs, tmp_path / "root"))
+    holder.discard()
+    assert main(_import_argv(inputs, tmp_path / "root")) == 0

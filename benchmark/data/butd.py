@@ -89,7 +89,8 @@ def tsv_parts(paths: list[Path]) -> list[Path]:
         else:
             raise UserError(f"TSV file {path} does not exist; pass the BUTD TSV files (e.g. trainval/*.tsv.*) or their folder")
     if len(set(parts)) != len(parts):
-        raise UserError("a TSV file is given twice; pass each part once")
+        twice = next(part for part in parts if parts.count(part) > 1)
+        raise UserError(f"TSV file {twice} is given twice; pass each part once")
     return parts
 
 
@@ -142,7 +143,10 @@ class Tally:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Tally:
-        return cls(Problems(**data.pop("problems")), **data) if data else cls()
+        if not data:
+            return cls()
+        fields = dict(data)
+        return cls(Problems(**fields.pop("problems")), **fields)
 
 
 def _digest(images: list[KarpathyImage]) -> str:
@@ -165,10 +169,10 @@ class _Importer:
     def where(self, source: int) -> str:
         return f"{self.part_names.get(source >> _LINE_BITS, '?')} line {source & ((1 << _LINE_BITS) - 1)}"
 
-    def forget_part(self, number: int) -> None:
-        """Empty the slots that a part filled (it changed, or is no longer given)."""
+    def forget_rows(self) -> None:
+        """Empty every slot: the parts will be read again."""
         for table in self.tables.values():
-            table.source[(table.source >= 0) & (table.source >> _LINE_BITS == number)] = -1
+            table.source[:] = -1
 
     def add(self, row: Row, source: int) -> None:
         slot = self.slots.get(row.image_id)
@@ -212,7 +216,8 @@ class _Importer:
             with Image.open(path) as opened:
                 width, height = opened.size
         except (OSError, UnidentifiedImageError):
-            self.tally.problems.add("images not readable", f"{path}", "pass --images pointing at the dataset's image folder")
+            self.tally.problems.add("images not readable", f"{path}",
+                                    "replace those files, or pass --images pointing at the dataset's image folder")
             return False
         if abs(width / height - row.width / row.height) > _ASPECT_TOLERANCE * row.width / row.height:
             self.tally.problems.add("image sizes that differ from the TSV's", f"{here} says {row.width:g}x{row.height:g}, "
@@ -242,16 +247,21 @@ def import_butd(tsv_paths: list[Path], split_file: Path, dataset: str, out_root:
     if images_dir is not None and not Path(images_dir).is_dir():
         raise UserError(f"image folder {images_dir} does not exist; pass --images DIR (the folder of the dataset's images)")
     folder = Path(out_root) / DATASETS[dataset].folder
-    outputs = [getattr(SplitFiles(folder, split), kind) for split in splits for kind in ("regions", "boxes", "captions", "ids")]
-    refuse_existing(outputs, "import into another --out, or move the existing files away")
     dim = _first_row(parts[0]).features.shape[1]
     folder.mkdir(parents=True, exist_ok=True)
-    inputs = {"dataset": dataset, "regions": regions, "dim": dim, "restval": restval,
-              **{f"{split} ids": _digest(images) for split, images in splits.items()}}
+    inputs = {"dataset": dataset, "regions": regions, "dim": dim, "restval": restval, "drop_missing": drop_missing,
+              "images": str(images_dir) if images_dir else None, **{f"{split} ids": _digest(images) for split, images in splits.items()}}
     staging = Staging(folder, "import-butd", inputs, restart)
+    if staging.publishing:
+        staging.finish_publication()
+        return f"finished publishing the import into {folder} that an earlier run had prepared"
+    # Files tied to the image order of an earlier import (grid features, twins, GSMN boxes) are refused too.
+    refuse_existing([getattr(SplitFiles(folder, split), kind) for split in splits for kind in
+                     ("regions", "boxes", "captions", "ids", "grid", "twins", "pixel_boxes", "image_sizes")],
+                    "import into another --data-root, or move the existing files away")
     importer = _Importer(splits, staging, regions, dim, Path(images_dir) if images_dir else None)
     tables = list(importer.tables.values())
-    staging.check_space(tables)
+    staging.check_space(tables, copies=2 if drop_missing else 1)
     if staging.resumed:
         print(f"resuming the import in {staging.dir} ({sum(int((t.source >= 0).sum()) for t in tables):,} images already in)",
               file=sys.stderr)
@@ -260,27 +270,22 @@ def import_butd(tsv_paths: list[Path], split_file: Path, dataset: str, out_root:
 
 
 def _part_records(parts: list[Path], importer: _Importer, staging: Staging) -> list[dict]:
-    """Each part's record (its size and time, how far it was read, its tally): a part that is new or changed since
-    starts from its first line; the slots of a changed part, or of one no longer given, are emptied."""
+    """Each part's record (its size and time, how far it was read, its tally). When a part read before has
+    changed or is no longer given, every part is read again from its first line: the rows and tallies of the
+    others depend on it (a row it held may have been skipped elsewhere as a duplicate)."""
     records = staging.progress.setdefault("parts", {})
-    for key in [key for key in records if key not in {str(part.resolve()) for part in parts}]:
-        importer.forget_part(records.pop(key)["number"])
-    numbers = [record["number"] for record in records.values()]
-    chosen = []
-    for part in parts:
-        stat = part.stat()
-        signature = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        record = records.get(str(part.resolve()))
-        if record is not None and {k: record[k] for k in signature} != signature:
-            importer.forget_part(record["number"])
-            record = None
-        if record is None:
-            number = max(numbers, default=-1) + 1
-            numbers.append(number)
-            record = records[str(part.resolve())] = {**signature, "number": number, "offset": 0, "line": 0, "tally": None}
+    keys = [str(part.resolve()) for part in parts]
+    signatures = {key: {"size": part.stat().st_size, "mtime_ns": part.stat().st_mtime_ns} for key, part in zip(keys, parts)}
+    if stale := [Path(key).name for key, record in records.items()
+                 if key not in signatures or {k: record[k] for k in signatures[key]} != signatures[key]]:
+        print(f"{', '.join(stale)} changed or is no longer given since the interrupted import; reading every part again",
+              file=sys.stderr)
+        importer.forget_rows()
+        records.clear()
+    for key, part in zip(keys, parts):
+        record = records.setdefault(key, {**signatures[key], "number": len(records), "offset": 0, "line": 0, "tally": None})
         importer.part_names[record["number"]] = part.name
-        chosen.append(record)
-    return chosen
+    return [records[key] for key in keys]
 
 
 def _read_parts(parts: list[Path], importer: _Importer, staging: Staging, tables: list[StagedTable]) -> None:
@@ -333,10 +338,15 @@ def _publish(importer: _Importer, folder: Path, drop_missing: bool) -> str:
     dropped = 0
     for split, table in importer.tables.items():
         absent = [i for i in table.missing if importer.splits[split][i].image_id not in rejected]
-        if absent and drop_missing:
+        if absent and drop_missing and len(absent) < table.n_rows:
             keep[split], dropped = np.flatnonzero(table.source >= 0), dropped + len(absent)
             continue
         keep[split] = None
+        if absent and len(absent) == table.n_rows:
+            problems.add("splits with none of their images in the TSV", f"{split}: {table.n_rows:,} images, e.g. "
+                         f"{importer.splits[split][0].image_id}", "check that the TSV's image_id column holds the split "
+                         "file's ids (COCO's cocoid, else the filename's stem) and that every part is given")
+            continue
         for index in absent:
             problems.add("images of the split file in no TSV part", f"{split} image {importer.splits[split][index].image_id}",
                          "add the TSV part that holds them, or pass --drop-missing to leave them out")
@@ -345,13 +355,13 @@ def _publish(importer: _Importer, folder: Path, drop_missing: bool) -> str:
     if problems.counts:
         raise UserError(f"nothing was published: {len(problems.counts)} kind(s) of problem above; the images imported so far "
                         f"stay in {importer.staging.dir}, so fixing the inputs and rerunning resumes (--restart starts over)")
-    lines = []
+    lines, moves = [], []
     for split, table in importer.tables.items():
         images = importer.splits[split] if keep[split] is None else [importer.splits[split][i] for i in keep[split]]
-        table.publish(folder, {"caps.txt": [c for image in images for c in image.captions],
-                               "ids.txt": [image.image_id for image in images]}, keep[split])
+        moves += table.prepare(folder, {"caps.txt": [c for image in images for c in image.captions],
+                                        "ids.txt": [image.image_id for image in images]}, keep[split])
         lines.append(f"  {split:8} {len(images):,} images, {CAPTIONS_PER_IMAGE * len(images):,} captions")
-    importer.staging.discard()
+    importer.staging.publish(moves)
     notes = [f"{total.outside:,} TSV rows of images in none of these splits were skipped"] if total.outside else []
     notes += [f"{total.identical_duplicates:,} repeated rows with identical features were skipped"] if total.identical_duplicates else []
     notes += [f"{dropped:,} images in no TSV part were left out (--drop-missing)"] if dropped else []

@@ -130,7 +130,6 @@ def extract_grid(dataset: str, data_root: str | None, split_file: Path, images_d
     folder = dataset_folder(spec, resolve_root(data_root))
     by_id = {image.image_id: image.path for images in read_splits(split_file, dataset).values() for image in images}
     paths = {split: _split_images(folder, split, by_id, Path(images_dir)) for split in spec.splits}
-    refuse_existing([SplitFiles(folder, split).grid for split in spec.splits], "move the existing grid files away first")
     target = _device(device)
     bf16 = precision == "bf16" or (precision == "auto" and target.type == "cuda")
     model, channels = load_backbone(backbone, weights)
@@ -138,6 +137,10 @@ def extract_grid(dataset: str, data_root: str | None, split_file: Path, images_d
               **{f"{split} images": hashlib.sha256("\n".join(map(str, split_paths)).encode()).hexdigest()[:16]
                  for split, split_paths in paths.items()}}
     staging = Staging(folder, "extract-grid", inputs, restart)
+    if staging.publishing:
+        staging.finish_publication()
+        return f"finished publishing the grid features in {folder} that an earlier run had extracted"
+    refuse_existing([SplitFiles(folder, split).grid for split in spec.splits], "move the existing grid files away first")
     tables = {split: staging.table(split, len(split_paths), {"grid.npy": ((grid * grid, channels), "float32")})
               for split, split_paths in paths.items()}
     staging.check_space(list(tables.values()))
@@ -168,9 +171,7 @@ def extract_grid(dataset: str, data_root: str | None, split_file: Path, images_d
     if unreadable:
         raise UserError(f"{len(unreadable)} image(s) could not be decoded (first: {unreadable[0]}); nothing was published; "
                         f"replace them and rerun to resume (the other images stay in {staging.dir})")
-    for table in tables.values():
-        table.publish(folder, {})
-    staging.discard()
+    staging.publish([move for table in tables.values() for move in table.prepare(folder, {})])
     seconds = time.monotonic() - started
     lines = [f"{split:8} {len(split_paths):,} images -> {SplitFiles(folder, split).grid.name} "
              f"({len(split_paths)}, {grid * grid}, {channels})" for split, split_paths in paths.items()]

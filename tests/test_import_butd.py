@@ -285,3 +285,12 @@ def test_a_second_import_into_the_same_folder_at_once_is_refused(inputs, tmp_pat
     assert "another import-butd is writing into" in one_error_line(capsys, _import_argv(inputs, tmp_path / "root"))
     holder.discard()
     assert main(_import_argv(inputs, tmp_path / "root")) == 0
+
+
+def test_a_rerun_with_drop_missing_as_the_problem_line_suggests_resumes(inputs, tmp_path, capsys):
+    gone = inputs.splits["train"][2]
+    _rewrite(inputs, lambda rows: rows.pop(gone) and None)
+    assert "pass --drop-missing to leave them out" in _problem_lines(capsys, _import(inputs, tmp_path / "root"))[0]
+    assert _import(inputs, tmp_path / "root", "--drop-missing") == 0
+    assert "resuming the import" in capsys.readouterr().err
+    assert load_split(tmp_path / "root" / "f30k_precomp", "train").ids == [i for i in inputs.splits["train"] if i != gone]

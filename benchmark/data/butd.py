@@ -249,7 +249,7 @@ def import_butd(tsv_paths: list[Path], split_file: Path, dataset: str, out_root:
     folder = Path(out_root) / DATASETS[dataset].folder
     dim = _first_row(parts[0]).features.shape[1]
     folder.mkdir(parents=True, exist_ok=True)
-    inputs = {"dataset": dataset, "regions": regions, "dim": dim, "restval": restval, "drop_missing": drop_missing,
+    inputs = {"dataset": dataset, "regions": regions, "dim": dim, "restval": restval,
               "images": str(images_dir) if images_dir else None, **{f"{split} ids": _digest(images) for split, images in splits.items()}}
     staging = Staging(folder, "import-butd", inputs, restart)
     if staging.publishing:

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from benchmark.errors import UserError
+from benchmark.errors import RankFailure, UserError
 
 
 def _add_results_dir(parser: argparse.ArgumentParser) -> None:
@@ -206,6 +206,8 @@ def _run(args: argparse.Namespace) -> None:
     else:
         cfg = _config(args, {"log_checkpoint": True} if args.log_checkpoint else {})
         result = runner.run(cfg, results)
+    if result is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return
     print(f"\ntest ({result.run_dir.name}, best epoch {result.best_epoch}, dev score {result.best_dev_score:.1f})")
     print(evaluation_report(result.metrics, result.test.benchmarks))
     print(f"wall time {result.seconds:.0f} s, peak RSS {result.peak_rss_mb:.0f} MB; outputs in {result.run_dir}")
@@ -404,6 +406,11 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _terminate(signum, frame):
+    from benchmark import distributed
+
+    if distributed.context().distributed:  # torchrun stops the other ranks with SIGTERM when one fails
+        raise RankFailure("stopped by torchrun: another rank of this job failed (see its output above), "
+                                      "or the job was cancelled; the run ends FAILED")
     raise KeyboardInterrupt
 
 
@@ -423,3 +430,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RankFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

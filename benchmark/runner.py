@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from benchmark import config as configuration
-from benchmark import tracking
+from benchmark import distributed, tracking
 from benchmark.checkpoint import load_checkpoint, load_weights
 from benchmark.config import RunConfig
 from benchmark.data.datasets import check_inputs, dataset_root, open_dataset
@@ -29,7 +30,7 @@ from benchmark.data.digest import dataset_digest
 from benchmark.data.layout import TEST_PREFIX, WHOLE_SPLIT, Benchmark, DatasetSpec
 from benchmark.data.loader import Split, dataset_folder, dataset_spec
 from benchmark.data.vocab import Vocabulary
-from benchmark.errors import UserError
+from benchmark.errors import RankFailure, UserError
 from benchmark.processes import peak_rss_mb
 from benchmark.evaluation import Evaluation, evaluate
 from benchmark.foils import make_foils
@@ -153,9 +154,20 @@ def check(cfg: RunConfig, results: Path) -> None:
     check_inputs(spec, splits[dataset.splits[0]])
 
 
-def prepare(cfg: RunConfig, results: Path, vocab_words: list[str] | None = None) -> Prepared:
-    """Open and check the data, build the vocabulary (from train) and the seeded model."""
-    device = resolve_device(cfg.device)
+def rank_device(name: str, ctx: distributed.Context) -> torch.device:
+    """The device ``name`` resolves to; under torchrun each rank takes its own GPU (``cuda:LOCAL_RANK``) and joins
+    the job's process group."""
+    device = resolve_device(name)
+    if ctx.distributed and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    distributed.join(ctx, device)
+    return device
+
+
+def prepare(cfg: RunConfig, results: Path, vocab_words: list[str] | None = None,
+            ctx: distributed.Context = distributed.Context()) -> Prepared:
+    """Open and check the data, build the vocabulary (from train) and the seeded model (on ``rank_device``)."""
+    device = rank_device(cfg.device, ctx)
     spec = check_variant(cfg.model)
     dataset, splits = open_dataset(cfg.data, results)
     train = splits[dataset.splits[0]]
@@ -175,19 +187,44 @@ def foil_tokens(captions: list[str], tokenize) -> dict[str, tuple[np.ndarray, li
 
 
 def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=None,
-        tags: dict[str, str] | None = None) -> RunResult:
-    """Train, select on dev, evaluate the best checkpoint on test; everything tracked in MLflow.
+        tags: dict[str, str] | None = None) -> RunResult | None:
+    """Train, select on dev, evaluate the best checkpoint on test; everything tracked in MLflow. Under torchrun,
+    rank 0 does all of that and returns the result; the other ranks train their shards and return None.
 
     ``on_epoch`` (optional) is called with each ``EpochRecord`` after its checkpoint is written: a
     public hook for Python users (progress, custom stopping); the tests interrupt runs with it.
     ``tags`` are added to the MLflow run's own (a new run only). The run folder is locked
     (``live_lock``) while the run is live, so it cannot be resumed twice.
     """
-    with contextlib.ExitStack() as live:
-        if resume_dir is not None:
-            _check_resumable(Path(resume_dir))
-            live.enter_context(live_lock(Path(resume_dir)))
-        return _run(cfg, results, resume_dir, on_epoch, live, tags or {})
+    ctx = distributed.context()
+    try:
+        with contextlib.ExitStack() as live:
+            if resume_dir is not None:
+                _check_resumable(Path(resume_dir))
+                if ctx.main:
+                    live.enter_context(live_lock(Path(resume_dir)))
+            if not ctx.main:
+                return _follow(cfg, results, resume_dir, ctx)
+            return _run(cfg, results, resume_dir, on_epoch, live, tags or {}, ctx)
+    except RuntimeError as exc:  # the run is already marked FAILED; say why in one line
+        if distributed.peer_failed(exc, ctx):
+            raise RankFailure(f"another rank of this torchrun job failed (see its output); this rank stopped: {exc}".splitlines()[0]) from None
+        raise
+    finally:
+        distributed.leave(ctx)
+
+
+def _follow(cfg: RunConfig, results: Path, resume_dir: Path | None, ctx: distributed.Context) -> None:
+    """A rank other than 0 under torchrun: prepare after rank 0 has (it may generate the synthetic data), then
+    train its shards; rank 0 tracks, checkpoints and evaluates."""
+    checkpoint = None
+    if resume_dir is not None:
+        cfg, checkpoint, _ = _open_resume(Path(resume_dir))
+    rank_device(cfg.device, ctx)
+    distributed.barrier(ctx)
+    prepared = prepare(cfg, results, checkpoint["vocab"] if checkpoint else None, ctx)
+    fit(prepared.model, prepared.training_data(), cfg, prepared.device, Path(resume_dir or results) / "checkpoints",
+        prepared.meta(), resume=checkpoint, ctx=ctx)
 
 
 @contextlib.contextmanager
@@ -221,12 +258,13 @@ def is_live(run_dir: Path) -> bool:
 
 
 def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live: contextlib.ExitStack,
-         tags: dict[str, str]) -> RunResult:
+         tags: dict[str, str], ctx: distributed.Context) -> RunResult:
     started = time.perf_counter()
     checkpoint, run_id = None, None
     if resume_dir is not None:
         cfg, checkpoint, run_id = _open_resume(Path(resume_dir))
-    prepared = prepare(cfg, results, checkpoint["vocab"] if checkpoint else None)
+    prepared = prepare(cfg, results, checkpoint["vocab"] if checkpoint else None, ctx)
+    distributed.barrier(ctx)  # the other ranks prepare now, from the data this one checked (and generated)
     model, device, vocab = prepared.model, prepared.device, prepared.vocab
     test = prepared.splits[prepared.dataset.test_split]
     benchmarks = split_benchmarks(prepared.dataset, test)
@@ -245,12 +283,13 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
         vocab.save(run_dir / "vocab.json")
         (run_dir / "environment.json").write_text(json.dumps(env, indent=2))
     with tracking.tracked_run(cfg, experiment, str(device), run_id=run_id, run_name=None if run_id else run_dir.name,
-                              tags={"run_dir": str(run_dir.resolve()), "dataset_digest": digest} | tags,
+                              tags={"run_dir": str(run_dir.resolve()), "dataset_digest": digest, "world_size": str(ctx.world)} | tags,
                               env=env, record=checkpoint is None) as tracked:
         if checkpoint is None:
             tracking.log_dataset(cfg.data.dataset, dataset_folder(prepared.dataset, dataset_root(cfg.data, results)), digest)
         (run_dir / "run.json").write_text(json.dumps({"mlflow_run_id": tracked.run_id, "experiment_id": experiment}))
-        print(f"run {run_dir.name}: variant {cfg.model.variant}, {count_parameters(model):,} parameters, device {device}, "
+        ranks = f" x {ctx.world} ranks (torchrun)" if ctx.distributed else ""
+        print(f"run {run_dir.name}: variant {cfg.model.variant}, {count_parameters(model):,} parameters, device {device}{ranks}, "
               f"MLflow run {tracked.run_id}", flush=True)
 
         def on_epoch_end(record: EpochRecord) -> None:
@@ -258,7 +297,8 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
             if on_epoch is not None:
                 on_epoch(record)
 
-        progress = fit(model, prepared.training_data(), cfg, device, run_dir / "checkpoints", prepared.meta(), on_epoch_end, checkpoint)
+        progress = fit(model, prepared.training_data(), cfg, device, run_dir / "checkpoints", prepared.meta(), on_epoch_end, checkpoint,
+                       ctx)
         best = run_dir / "checkpoints" / "best.pt"
         load_weights(model, load_checkpoint(best), best)
         result = evaluate(model, test, prepared.tokens[test.name], cfg.eval, device, benchmarks, amp=cfg.train.amp,

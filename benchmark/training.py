@@ -21,9 +21,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from benchmark import distributed
 from benchmark.checkpoint import load_weights, save_checkpoint
 from benchmark.config import RunConfig, TrainConfig
 from benchmark.data.batches import CaptionPairs, epoch_batches, training_groups
+from benchmark.data.layout import CAPTIONS_PER_IMAGE
 from benchmark.data.loader import Split
 from benchmark.evaluation import Evaluation, autocast, evaluate
 from benchmark.loss import triplet_loss
@@ -78,11 +80,31 @@ def parameter_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, 
     return groups
 
 
-class Trainer:
-    """Optimiser, schedule and one epoch of updates."""
+class PairScores(torch.nn.Module):
+    """A training step's forward: this rank's images and captions encoded, every rank's embeddings gathered with
+    their gradients (under torchrun, see ``distributed``), and all pairs of the global batch scored. Under torchrun
+    DistributedDataParallel wraps this module, so its gradient averaging covers every parameter the step uses."""
 
-    def __init__(self, model: RetrievalModel, cfg: TrainConfig, device: torch.device):
-        self.model, self.cfg, self.device = model, cfg, device
+    def __init__(self, model: RetrievalModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, texts, gather: bool) -> torch.Tensor:
+        encoded_images, encoded_texts = self.model.encode_images(images), self.model.encode_texts(texts)
+        if gather:
+            encoded_images, encoded_texts = distributed.gather_embedding(encoded_images), distributed.gather_embedding(encoded_texts)
+        return self.model.similarity(encoded_images, encoded_texts)
+
+
+class Trainer:
+    """Optimiser, schedule and one epoch of updates (on this rank's shard of each batch under torchrun)."""
+
+    def __init__(self, model: RetrievalModel, cfg: TrainConfig, device: torch.device, ctx: distributed.Context = distributed.Context()):
+        self.model, self.cfg, self.device, self.ctx = model, cfg, device, ctx
+        self.scores = PairScores(model)
+        if ctx.distributed:
+            self.scores = torch.nn.parallel.DistributedDataParallel(
+                self.scores, device_ids=[device] if device.type == "cuda" else None)
         # foreach: one multi-tensor kernel per update step instead of a loop over parameters (on CPU too, where
         # it is not the default); it gives the same bits as the loop, as does clipping with foreach.
         self.optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
@@ -97,26 +119,29 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
 
     def train_epoch(self, pairs: CaptionPairs, batches: list[np.ndarray], epoch: int, total: int) -> tuple[float, float, float]:
-        """Returns (mean loss per batch, seconds, pairs per second)."""
+        """Returns (mean loss per batch, seconds, pairs per second), over the global batches."""
         self.model.train()
         hardest = epoch > self.cfg.warmup_epochs
-        loader = DataLoader(pairs, sampler=batches, batch_size=None)
+        shards = [distributed.shard(batch, self.ctx) for batch in batches]
+        loader = DataLoader(pairs, sampler=[captions for captions, _ in shards], batch_size=None)
         n_pairs = sum(len(batch) for batch in batches)
-        bar = tqdm(total=n_pairs, desc=f"epoch {epoch}/{total}", unit="pair", leave=False, dynamic_ncols=True)
+        bar = tqdm(total=n_pairs, desc=f"epoch {epoch}/{total}", unit="pair", leave=False, dynamic_ncols=True,
+                   disable=not self.ctx.main)
         start, loss_sum = time.perf_counter(), 0.0
-        for step, (images, texts, image_ids, groups) in enumerate(loader, start=1):
+        for step, (batch, (_, gather), (images, texts, _, _)) in enumerate(zip(batches, shards, loader), start=1):
+            image_ids = batch // CAPTIONS_PER_IMAGE  # the global batch's: the loss sees all of it
             with autocast(self.device, self.amp):
-                model = self.model
-                sims = model.similarity(model.encode_images(images.to(self.device)), model.encode_texts(texts.to(self.device)))
-                groups = None if self.cfg.twins_in_hardest else groups.to(self.device)
-                loss = triplet_loss(sims.float(), image_ids.to(self.device), self.cfg.margin, hardest, groups, self.cfg.twin_margin)
+                sims = self.scores(images.to(self.device), texts.to(self.device), gather)
+                groups = None if self.cfg.twins_in_hardest else torch.from_numpy(pairs.group_of[image_ids]).to(self.device)
+                loss = triplet_loss(sims.float(), torch.from_numpy(image_ids).to(self.device), self.cfg.margin, hardest, groups,
+                                    self.cfg.twin_margin)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
             self.optimizer.step()
             loss_sum += loss.item()
-            bar.update(len(image_ids))
+            bar.update(len(batch))
             bar.set_postfix(loss=f"{loss_sum / step:.3f}", refresh=False)
         bar.close()
         self.scheduler.step()
@@ -126,13 +151,14 @@ class Trainer:
 
 def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch.device, checkpoint_dir: Path,
         meta: dict[str, Any], on_epoch: Callable[[EpochRecord], None] | None = None,
-        resume: dict[str, Any] | None = None) -> Progress:
+        resume: dict[str, Any] | None = None, ctx: distributed.Context = distributed.Context()) -> Progress:
     """Train ``cfg.train.epochs`` epochs (continuing from ``resume``), selecting on ``selection_score``.
 
     ``meta`` (config, vocabulary, dims) is stored in every checkpoint so that each one is
-    self-contained for ``benchmark eval``.
+    self-contained for ``benchmark eval``. Under torchrun every rank trains; rank 0 alone evaluates dev,
+    writes the checkpoints and calls ``on_epoch`` while the others wait, and only its progress is meaningful.
     """
-    trainer = Trainer(model, cfg.train, device)
+    trainer = Trainer(model, cfg.train, device, ctx)
     progress = Progress()
     if resume is not None:
         load_weights(model, resume, checkpoint_dir / "last.pt")
@@ -144,18 +170,28 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
     for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
         lr = trainer.optimizer.param_groups[0]["lr"]
         batches = epoch_batches(groups, cfg.train.batch_size, np.random.default_rng([cfg.seed, epoch]))
-        loss, seconds, rate = trainer.train_epoch(pairs, batches, epoch, cfg.train.epochs)
-        dev = evaluate(model, data.dev, data.dev_tokens, cfg.eval, device, amp=trainer.amp)
-        score = selection_score(dev, cfg.train)
-        is_best = score > progress.best_score
-        progress = Progress(epoch, *((score, epoch) if is_best else (progress.best_score, progress.best_epoch)))
-        payload = meta | trainer.state_dict() | {
-            "model": model.state_dict(), "epoch": epoch, "best_score": progress.best_score,
-            "best_epoch": progress.best_epoch, "torch_rng": torch.get_rng_state(),
-        }
-        if is_best:  # best.pt first: the last.pt on disk never names a best epoch whose best.pt is missing
-            save_checkpoint(payload, checkpoint_dir / "best.pt")
-        save_checkpoint(payload, checkpoint_dir / "last.pt")
-        if on_epoch is not None:
-            on_epoch(EpochRecord(epoch, loss, seconds, rate, lr, dev, score, is_best))
+        trained = trainer.train_epoch(pairs, batches, epoch, cfg.train.epochs)
+        if ctx.main:
+            progress = _end_epoch(model, data, cfg, device, trainer, progress, checkpoint_dir, meta, on_epoch, epoch, trained, lr)
+        distributed.barrier(ctx)
+    return progress
+
+
+def _end_epoch(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch.device, trainer: Trainer,
+               progress: Progress, checkpoint_dir: Path, meta: dict[str, Any], on_epoch: Callable[[EpochRecord], None] | None,
+               epoch: int, trained: tuple[float, float, float], lr: float) -> Progress:
+    """Evaluate dev, select, write the checkpoints and report the epoch (``trained``: ``train_epoch``'s figures)."""
+    dev = evaluate(model, data.dev, data.dev_tokens, cfg.eval, device, amp=trainer.amp)
+    score = selection_score(dev, cfg.train)
+    is_best = score > progress.best_score
+    progress = Progress(epoch, *((score, epoch) if is_best else (progress.best_score, progress.best_epoch)))
+    payload = meta | trainer.state_dict() | {
+        "model": model.state_dict(), "epoch": epoch, "best_score": progress.best_score,
+        "best_epoch": progress.best_epoch, "torch_rng": torch.get_rng_state(),
+    }
+    if is_best:  # best.pt first: the last.pt on disk never names a best epoch whose best.pt is missing
+        save_checkpoint(payload, checkpoint_dir / "best.pt")
+    save_checkpoint(payload, checkpoint_dir / "last.pt")
+    if on_epoch is not None:
+        on_epoch(EpochRecord(epoch, *trained, lr, dev, score, is_best))
     return progress

@@ -39,7 +39,7 @@ lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
 	.lock-venv/bin/python -m pip install --quiet $(TORCH)
-	.lock-venv/bin/python -m pip install --quiet -e ".[dev,postgres]"
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev,postgres,slurm]"
 	set -o pipefail; \
 	{ echo "# Every package of the tested environment on $$(.lock-venv/bin/python -c 'import platform; print(platform.system(), platform.machine(), "Python", platform.python_version())')"; \
 	  echo "# (make lock writes it; torch is installed first, as $(TORCH), by make and .ci/run)."; \

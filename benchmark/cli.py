@@ -76,6 +76,16 @@ def _build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--seeds", type=int, default=3, help="seeds per variant, counting up from --seed (default 3)")
     ablate.add_argument("--jobs", type=int, default=1, help="cells run at once in parallel processes (CPU only; default 1)")
     ablate.add_argument("--resume", action="store_true", help="continue interrupted cells from their last checkpoints")
+    ablate.add_argument("--executor", choices=("local", "slurm"), default="local",
+                        help="local (default): cells run here; slurm: one SLURM job array through submitit (run on a login node)")
+    slurm = ablate.add_argument_group("SLURM (with --executor slurm)")
+    slurm.add_argument("--partition", help="SLURM partition (default: the cluster's default)")
+    slurm.add_argument("--gpus-per-cell", type=int, default=0, help="GPUs per cell (default 0)")
+    slurm.add_argument("--cpus-per-cell", type=int, default=2, help="CPU cores per cell (default 2)")
+    slurm.add_argument("--time", type=int, default=120, metavar="MINUTES", help="time limit per cell (default 120)")
+    slurm.add_argument("--mem", type=int, metavar="GB", help="memory per cell (default: the partition's)")
+    slurm.add_argument("--max-running", type=int, default=8, help="cells running at once: the job array's cap (default 8)")
+    slurm.add_argument("--retries", type=int, default=2, help="resubmissions of a cell whose job ends without a result (default 2)")
     _add_config_options(ablate, with_variant=False)
 
     report = commands.add_parser("report", help="paper-style tables, significance tests and figures from the tracked runs",
@@ -232,9 +242,14 @@ def _sweep(args: argparse.Namespace) -> None:
 
 def _ablate(args: argparse.Namespace) -> None:
     from benchmark import runner
-    from benchmark.ablate import run_ablation
+    from benchmark.ablate import SlurmOptions, run_ablation
 
-    run_ablation(_config(args), runner.results_dir(args.results_dir), args.grid, args.seeds, args.jobs, args.resume)
+    slurm = None
+    if args.executor == "slurm":
+        if args.jobs != 1:
+            raise UserError("--jobs is for --executor local; on SLURM, --max-running caps the cells running at once")
+        slurm = SlurmOptions(args.partition, args.gpus_per_cell, args.cpus_per_cell, args.time, args.mem, args.max_running, args.retries)
+    run_ablation(_config(args), runner.results_dir(args.results_dir), args.grid, args.seeds, args.jobs, args.resume, slurm=slurm)
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -113,7 +113,11 @@ def experiment_id(name: str, results_dir: Path) -> str:
     if experiment.lifecycle_stage == "deleted":
         raise UserError(f"MLflow experiment '{name}' is deleted; restore it in the MLflow UI or pass --experiment NEW_NAME")
     if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
-        client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+        try:
+            client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+        except MlflowException:  # set meanwhile by a parallel run: a server's store inserts, and the second insert fails
+            if client.get_experiment(experiment.experiment_id).tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+                raise
     return experiment.experiment_id
 
 

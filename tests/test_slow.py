@@ -4,7 +4,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,18 +11,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import require
+from conftest import free_port, require
 from mlflow.tracking import MlflowClient
 
 from benchmark import runner
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_ui_serves_the_store_on_localhost_renders_the_runs_table_and_stops_cleanly_on_ctrl_c(tmp_path, tiny, monkeypatch):

@@ -10,6 +10,8 @@ from benchmark import runner, tracking
 from benchmark.ablate.cells import Cell, find_finished, find_resumable, headline_rsum_key
 from benchmark.ablate.claims import Row, check_claims, claims_records, claims_table
 from benchmark.ablate.execute import run_cells
+from benchmark.ablate.slurm import SlurmOptions, run_cells_slurm
+from benchmark.ablate.slurm import check as check_slurm
 from benchmark.ablate.grid import cell_configs, load_grid
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
@@ -35,16 +37,20 @@ def _check(n_seeds: int, jobs: int) -> None:
 
 
 def run_ablation(base: RunConfig, results: Path, grid_name: str = "dsrln", n_seeds: int = 3, jobs: int = 1,
-                 resume: bool = False, reports: Path = Path("reports")) -> AblationResult:
-    """Run (or reuse) every cell of the grid, then write the report and the claims check."""
+                 resume: bool = False, reports: Path = Path("reports"), slurm: SlurmOptions | None = None) -> AblationResult:
+    """Run (or reuse) every cell of the grid, then write the report and the claims check. The cells run here
+    (``jobs`` at a time), or with ``slurm`` as a SLURM job array."""
     started = time.perf_counter()
     _check(n_seeds, jobs)
+    if slurm is not None:
+        check_slurm(slurm)
+        jobs = slurm.max_running
     grid = load_grid(grid_name)
     seeds = list(range(base.seed, base.seed + n_seeds))
     cells = [Cell(cfg) for cfg in cell_configs(grid, base, seeds)]
     for variant_cell in cells[::n_seeds]:  # data and variant checks, before anything runs
         runner.check(variant_cell.cfg, results)
-    if jobs > 1 and resolve_device(base.device).type == "cuda":
+    if slurm is None and jobs > 1 and resolve_device(base.device).type == "cuda":
         print("a GPU is in use: cells run one after another on it (--jobs ignored)")
         jobs = 1
     tracking.setup(results)
@@ -78,7 +84,11 @@ def run_ablation(base: RunConfig, results: Path, grid_name: str = "dsrln", n_see
             print(f"[{finished[0]}/{len(cells)}] {cell.name}: {problem}", flush=True)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_cells(cells, resume_dirs, results, jobs, results / "ablations" / f"{grid.name}-{stamp}", on_done)
+    logs = results / "ablations" / f"{grid.name}-{stamp}"
+    if slurm is None:
+        run_cells(cells, resume_dirs, results, jobs, logs, on_done)
+    else:
+        run_cells_slurm(cells, resume_dirs, results, slurm, logs, on_done)
     client = MlflowClient()
     run_ids = [c.run_id for c in cells if c.run_id]
     for run_id in run_ids:
@@ -95,7 +105,7 @@ def run_ablation(base: RunConfig, results: Path, grid_name: str = "dsrln", n_see
     seconds = time.perf_counter() - started
     print("\n" + to_markdown(table))
     print(f"\nreport and claims in {report_dir}; {len(cells)} cells ({sum(c.reused for c in cells)} reused), "
-          f"{jobs} at a time, wall time {seconds:.0f} s")
+          f"{jobs} at a time{' on SLURM' if slurm else ''}, wall time {seconds:.0f} s")
     if problems:
         raise UserError(f"{len(problems)} cell(s) did not finish ({'; '.join(problems)}); rerun with --resume to continue them")
     return AblationResult(cells, rows, report_dir, seconds, jobs)

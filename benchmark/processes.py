@@ -64,6 +64,32 @@ def stop(processes: Iterable, grace_s: float = 120) -> None:
             process.kill()
 
 
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then act on the first one as its handler would have. A
+    database write that a signal cuts short can leave its transaction's lock behind (the traceback keeps the
+    connection alive), so the run's final status could not be written ("database is locked"). The handlers are
+    swapped rather than the signals masked: a mask holds for one thread only, and torch's threads would take the
+    signal instead. A no-op outside the main thread, where handlers cannot be set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in signals}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), received[0])
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set size in MB. Linux's ``ru_maxrss`` carries the parent's peak over fork and
     exec, so a small command started by a large process would report the parent's figure; ``VmHWM`` belongs to

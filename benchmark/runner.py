@@ -31,7 +31,7 @@ from benchmark.data.layout import TEST_PREFIX, WHOLE_SPLIT, Benchmark, DatasetSp
 from benchmark.data.loader import Split, dataset_folder, dataset_spec
 from benchmark.data.vocab import Vocabulary
 from benchmark.errors import RankFailure, UserError
-from benchmark.processes import peak_rss_mb
+from benchmark.processes import peak_rss_mb, signals_deferred
 from benchmark.evaluation import Evaluation, evaluate
 from benchmark.foils import make_foils
 from benchmark.reproducibility import resolve_device, seed_everything
@@ -293,7 +293,8 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
               f"MLflow run {tracked.run_id}", flush=True)
 
         def on_epoch_end(record: EpochRecord) -> None:
-            tracked.log_epoch(record, cfg.train.epochs)
+            with signals_deferred():  # Ctrl-C lands after the epoch's MLflow writes, not inside one
+                tracked.log_epoch(record, cfg.train.epochs)
             if on_epoch is not None:
                 on_epoch(record)
 

@@ -24,3 +24,19 @@ def test_a_small_child_of_a_large_process_reports_its_own_peak_rss():
     assert own < 200, own
     del ballast
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 > 400
+
+
+def test_a_signal_during_a_deferred_block_is_delivered_when_the_block_ends():
+    import os
+    import signal
+
+    import pytest
+
+    from benchmark.processes import signals_deferred
+
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            finished.append("the write")  # not cut short
+    assert finished == ["the write"]

@@ -17,7 +17,8 @@ gradient each rank's L sends to a shard, so a rank's own embeddings receive N * 
 after the embeddings (the alignment's) see the full L on every rank and are averaged to dL/dtheta too.
 A global batch smaller than N is not cut: every rank computes it whole and alone, and the average is again
 dL/dtheta. With dropout, each rank draws its own masks, so N ranks match one process in distribution, not bit
-for bit; with dropout 0, one step on N ranks equals one step on one process up to float rounding (a test).
+for bit; with dropout 0, one step on N ranks equals one step on one process up to float rounding (a test). A collective
+error is taken for another rank's failure (``peer_failed``), since it is almost always that.
 """
 
 from __future__ import annotations
@@ -76,9 +77,22 @@ def leave(ctx: Context) -> None:
         dist.destroy_process_group()
 
 
+def reseed(seed: int, ctx: Context, epoch: int = 0) -> None:
+    """Give each rank but 0 its own random stream (dropout masks), derived from the seed, the rank and the epoch;
+    rank 0 keeps the single-process stream. Call once the model is built: every rank must build the same one."""
+    if ctx.distributed and ctx.rank:
+        torch.manual_seed(int(np.random.SeedSequence([seed, ctx.rank, epoch]).generate_state(1)[0]))
+
+
 def peer_failed(exc: BaseException, ctx: Context) -> bool:
     """Whether a collective failed because another rank went away (gloo: the connection closed; NCCL: an abort)."""
     return ctx.distributed and (isinstance(exc, dist.DistError) or "closed by peer" in str(exc) or "remote worker" in str(exc))
+
+
+# One message for a rank stopped by a failure elsewhere, however it learns of it (a closed connection, or torchrun's
+# SIGTERM): which comes first is a matter of timing.
+STOPPED = ("another rank of this torchrun job failed or the job was stopped (see the first error above); "
+           "this rank stopped, and the run ends FAILED")
 
 
 def shard(batch: np.ndarray, ctx: Context) -> tuple[np.ndarray, bool]:

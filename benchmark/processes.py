@@ -70,24 +70,36 @@ def signals_deferred() -> Iterator[None]:
     database write that a signal cuts short can leave its transaction's lock behind (the traceback keeps the
     connection alive), so the run's final status could not be written ("database is locked"). The handlers are
     swapped rather than the signals masked: a mask holds for one thread only, and torch's threads would take the
-    signal instead. A no-op outside the main thread, where handlers cannot be set."""
+    signal instead. A second signal is acted on at once. A no-op outside the main thread, where handlers cannot
+    be set."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
     signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in signals}
+
+    def hold(signum, frame) -> None:
+        if received:  # a second signal: the user insists (or the write hangs); act on it now
+            _deliver(previous[signum], signum)
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in signals}
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if received:
-            handler = previous[received[0]]
-            if callable(handler):
-                handler(received[0], None)
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), received[0])
+            _deliver(previous[received[0]], received[0])
+
+
+def _deliver(handler, signum: int) -> None:
+    """Act on a signal as ``handler`` (a previous disposition) would have."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def peak_rss_mb() -> float:

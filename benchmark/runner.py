@@ -176,6 +176,7 @@ def prepare(cfg: RunConfig, results: Path, vocab_words: list[str] | None = None,
     vocab = Vocabulary(vocab_words) if vocab_words else Vocabulary.build(train.captions, cfg.data.vocab_min_count)
     dims = feature_dims(train, len(vocab))
     model = build_model(cfg.model, dims).to(device)
+    distributed.reseed(cfg.seed, ctx)
     tokenize = model.tokenizer(vocab)
     tokens = {name: [tokenize(c) for c in split.captions] for name, split in splits.items()}
     return Prepared(cfg, device, dataset, splits, vocab, dims, model, tokens)
@@ -208,7 +209,7 @@ def run(cfg: RunConfig, results: Path, resume_dir: Path | None = None, on_epoch=
             return _run(cfg, results, resume_dir, on_epoch, live, tags or {}, ctx)
     except RuntimeError as exc:  # the run is already marked FAILED; say why in one line
         if distributed.peer_failed(exc, ctx):
-            raise RankFailure(f"another rank of this torchrun job failed (see its output); this rank stopped: {exc}".splitlines()[0]) from None
+            raise RankFailure(distributed.STOPPED) from None
         raise
     finally:
         distributed.leave(ctx)

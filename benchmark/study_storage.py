@@ -46,8 +46,10 @@ def open_storage(storage: str):
     if not is_url(storage):
         return _journal(Path(storage))
     try:
-        # heartbeats: a trial whose worker (on any machine) stops beating for 2 minutes is failed
-        return optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=4 * HEARTBEAT_S)
+        # heartbeats: a trial whose worker (on any machine) stops beating for 2 minutes is failed, and the same
+        # parameters are queued again (at most twice), so a killed worker's trial is retried, not lost
+        return optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=4 * HEARTBEAT_S,
+                                          failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
     except ImportError:
         raise UserError(f"the database driver for {masked(storage)} is not installed; "
                         f"for PostgreSQL run: pip install -e \".[postgres]\"") from None

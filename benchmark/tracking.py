@@ -25,6 +25,7 @@ import variants
 from benchmark import config as configuration
 from benchmark.errors import UserError
 from benchmark.lockfile import lock_status
+from benchmark.processes import signals_deferred
 
 PACKAGES = ("torch", "numpy", "transformers", "mlflow", "optuna", "pandas", "scipy", "itr-bench")
 
@@ -252,6 +253,7 @@ def tracked_run(cfg: configuration.RunConfig, experiment: str, device: str, *, r
         run.outcome = "pruned"
         raise
     finally:
-        if outcome_tag:
-            mlflow.set_tag(outcome_tag, run.outcome)
-        mlflow.end_run(STATUS[run.outcome])
+        with signals_deferred():  # a signal here (torchrun's SIGTERM, a second Ctrl-C) would leave the run RUNNING
+            if outcome_tag:
+                mlflow.set_tag(outcome_tag, run.outcome)
+            mlflow.end_run(STATUS[run.outcome])

@@ -103,8 +103,11 @@ class Trainer:
         self.model, self.cfg, self.device, self.ctx = model, cfg, device, ctx
         self.scores = PairScores(model)
         if ctx.distributed:
+            # Some variants own parameters that no step uses (none+grid's region projection, BERT's pooler): DDP must
+            # look for them each step, or it waits for their gradients and fails at the next. Their grads stay None,
+            # as in one process, so AdamW leaves them alone there too.
             self.scores = torch.nn.parallel.DistributedDataParallel(
-                self.scores, device_ids=[device] if device.type == "cuda" else None)
+                self.scores, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
         # foreach: one multi-tensor kernel per update step instead of a loop over parameters (on CPU too, where
         # it is not the default); it gives the same bits as the loop, as does clipping with foreach.
         self.optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
@@ -165,6 +168,7 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
         trainer.load_state_dict(resume)
         progress = Progress(resume["epoch"], resume["best_score"], resume["best_epoch"])
         torch.set_rng_state(resume["torch_rng"])
+        distributed.reseed(cfg.seed, ctx, progress.epoch)
     groups = training_groups(data.train, cfg.train.group_batches, cfg.train.held_out_twins)
     pairs = CaptionPairs(data.train, data.train_tokens)
     for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):

@@ -128,3 +128,35 @@ def test_a_cell_whose_job_is_cancelled_is_resubmitted_and_the_grid_completes(res
     out = capsys.readouterr().out
     assert f"its job {cancelled[0]} left the queue without a result" in out and "resubmitting (retry 1 of 1" in out
     assert all(c.run_id for c in result.cells)
+
+
+@pytest.mark.slow
+def test_a_preempted_cell_is_requeued_and_continues_from_its_checkpoint(results, grid_file, tmp_path, slurm_cluster,  # noqa: F811
+                                                                       monkeypatch, capsys):
+    """SIGUSR2 is SLURM's warning before preemption or the time limit; submitit requeues the job, and the cell
+    continues in its own run folder from its last checkpoint instead of starting again."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
+    signalled: list[str] = []
+
+    def warn_the_first_cell_past_its_first_checkpoint() -> None:
+        deadline = time.monotonic() + 180
+        while not signalled and time.monotonic() < deadline:
+            if [path for path in results.glob("runs/*/checkpoints/last.pt") if path.parents[1] not in before]:
+                running = subprocess.run(["squeue", "-h", "-r", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True).stdout.split()
+                if running:
+                    subprocess.run(["scancel", "--signal=USR2", running[0]], check=True)
+                    signalled.append(running[0])
+            time.sleep(0.2)
+
+    before = set(results.glob("runs/*"))
+    warner = threading.Thread(target=warn_the_first_cell_past_its_first_checkpoint)
+    warner.start()
+    base = tiny_config(experiment="slurm-requeue-tests", train={"epochs": 4}, data={"synthetic": {"train_groups": 40}})
+    result = run_ablation(base, results, grid_file, n_seeds=1, reports=tmp_path / "reports",
+                          slurm=SlurmOptions(partition="debug", cpus_per_cell=1, time_minutes=10, max_running=1, retries=0))
+    warner.join()
+    assert signalled, "a cell was running past its first checkpoint and got the warning"
+    assert all(c.run_id for c in result.cells)
+    folders = set(results.glob("runs/*")) - before
+    assert len(folders) == 2, f"one run folder per cell: the requeued cell continued, it did not start again ({sorted(folders)})"
+    assert all((folder / "metrics.json").is_file() for folder in folders)

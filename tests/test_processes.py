@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import resource
+import signal
 import subprocess
 import sys
 
-from benchmark.processes import peak_rss_mb
+import pytest
+
+from benchmark.processes import peak_rss_mb, signals_deferred
 
 CHILD = """
 import resource
@@ -27,16 +31,21 @@ def test_a_small_child_of_a_large_process_reports_its_own_peak_rss():
 
 
 def test_a_signal_during_a_deferred_block_is_delivered_when_the_block_ends():
-    import os
-    import signal
-
-    import pytest
-
-    from benchmark.processes import signals_deferred
-
     finished = []
     with pytest.raises(KeyboardInterrupt):
         with signals_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             finished.append("the write")  # not cut short
     assert finished == ["the write"]
+
+
+def test_a_second_signal_during_a_deferred_block_is_acted_on_at_once():
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the first")
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the second")
+    assert reached == ["after the first"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler is restored"

@@ -33,3 +33,30 @@ def test_a_store_that_cannot_be_used_is_one_line(tmp_path, monkeypatch, uri, rea
         with pytest.raises(UserError, match=f"cannot use the MLflow store {uri} .*{reason}.*; (start its server, )?fix the path"):
             tracking.setup(tmp_path / "results")
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+
+
+def test_a_kind_tag_set_meanwhile_by_a_parallel_run_is_no_error(results, monkeypatch):
+    """Through a tracking server, two processes creating one experiment both insert its kind tag; the second insert
+    fails. The tag is there, so that is no error; an insert that fails with the tag absent still is."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from benchmark import tracking
+
+    tracking.setup(results)
+    real = MlflowClient.set_experiment_tag
+
+    def set_then_fail(self, experiment_id, key, value):
+        real(self, experiment_id, key, value)  # the parallel run's insert
+        raise MlflowException("duplicate key value violates unique constraint experiment_tag_pk")
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", set_then_fail)
+    experiment = tracking.experiment_id("tag-race", results)
+    assert MlflowClient().get_experiment(experiment).tags[tracking.EXPERIMENT_KIND[0]] == tracking.EXPERIMENT_KIND[1]
+
+    def fail(self, experiment_id, key, value):
+        raise MlflowException("the server is down")
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", fail)
+    with pytest.raises(MlflowException, match="the server is down"):
+        tracking.experiment_id("tag-race-2", results)

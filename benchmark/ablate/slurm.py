@@ -2,7 +2,8 @@
 once, failed or lost cells resubmitted (from their last checkpoint) up to a limit, and progress while waiting.
 
 Each cell is a ``CellJob``. A cell that SLURM preempts or times out is requeued by submitit (``checkpoint``) and
-continues from its run's last checkpoint. A cell whose job ends without a result (it raised, was cancelled, or
+continues from its run's last checkpoint. Resubmitted single jobs are outside the array, so its cap does not hold
+them (there are at most ``retries`` per cell). A cell whose job ends without a result (it raised, was cancelled, or
 its node died) is resubmitted by ``run_cells_slurm`` up to ``retries`` times, resuming where its run stopped.
 Jobs are followed through their result files and ``squeue``: clusters without SLURM accounting (no ``sacct``)
 work too.
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import config as configuration
-from benchmark.ablate.cells import Cell, find_resumable
+from benchmark.ablate.cells import Cell, find_finished, find_resumable
 from benchmark.errors import UserError
 
 POLL_SECONDS = 5.0
 STATUS_SECONDS = 60.0
-LOST_AFTER_SECONDS = 30.0  # a job out of squeue this long without a result is lost (squeue lags behind submission)
+# A job out of squeue this long without a result file is lost: longer than squeue's lag behind a submission and
+# than NFS's attribute cache (60 s), which can hide a result file that was written.
+LOST_AFTER_SECONDS = 90.0
 
 
 @dataclass(frozen=True)
@@ -56,17 +59,20 @@ def check(options: SlurmOptions) -> None:
 class CellJob:
     """One cell as a SLURM job: trains and evaluates it and returns its MLflow run id."""
 
-    def __call__(self, cfg_dict: dict, results: str, resume_dir: str | None) -> str:
+    def __call__(self, cfg_dict: dict, results: str, resume_dir: str | None, requeued: bool = False) -> str:
         from benchmark import runner
 
+        if requeued:  # the preempted process is gone, and its run's live lock with it: its checkpoint can be found
+            resume_dir = _resume_dir(cfg_dict, results) or resume_dir
         cfg = configuration.from_dict(cfg_dict)
         return runner.run(cfg, Path(results), resume_dir=Path(resume_dir) if resume_dir else None).run_id
 
-    def checkpoint(self, cfg_dict: dict, results: str, resume_dir: str | None):
-        """On preemption or timeout: requeue, continuing from the run's last checkpoint when there is one."""
+    def checkpoint(self, cfg_dict: dict, results: str, resume_dir: str | None, requeued: bool = False):
+        """On preemption or timeout (submitit calls this in a signal handler, so it does nothing but ask): requeue,
+        and the requeued job continues from the run's last checkpoint."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(CellJob(), cfg_dict, results, _resume_dir(cfg_dict, results) or resume_dir)
+        return submitit.helpers.DelayedSubmission(CellJob(), cfg_dict, results, resume_dir, True)
 
 
 def _resume_dir(cfg_dict: dict, results: str) -> str | None:
@@ -97,9 +103,12 @@ def run_cells_slurm(cells: list[Cell], resume_dirs: dict[int, Path], results: Pa
     executor.update_parameters(name="itr-bench-ablate", timeout_min=options.time_minutes, cpus_per_task=options.cpus_per_cell,
                                slurm_array_parallelism=options.max_running, slurm_partition=options.partition,
                                gpus_per_node=options.gpus_per_cell, mem_gb=options.mem_gb)
+    from benchmark import tracking
+
     pending = [i for i, cell in enumerate(cells) if cell.run_id is None]
     if not pending:
         return
+    experiment = tracking.experiment_id(cells[0].cfg.experiment, results)
     arguments = {i: (configuration.to_dict(cells[i].cfg), str(results)) for i in pending}
     jobs = dict(zip(pending, executor.map_array(CellJob(), [arguments[i][0] for i in pending], [arguments[i][1] for i in pending],
                                                 [str(resume_dirs[i]) if i in resume_dirs else None for i in pending])))
@@ -120,6 +129,9 @@ def run_cells_slurm(cells: list[Cell], resume_dirs: dict[int, Path], results: Pa
                 if problem == "":
                     jobs.pop(i)
                     on_done(i, job.result(), None, time.perf_counter() - started[i])
+                elif finished := find_finished(experiment, cells[i]):  # its result file was hidden (NFS), not missing
+                    jobs.pop(i)
+                    on_done(i, finished, None, time.perf_counter() - started[i])
                 elif attempts[i] < options.retries:
                     attempts[i] += 1
                     resume = _resume_dir(*arguments[i])
@@ -134,7 +146,7 @@ def run_cells_slurm(cells: list[Cell], resume_dirs: dict[int, Path], results: Pa
             if jobs and time.monotonic() - last_status > STATUS_SECONDS:
                 last_status = time.monotonic()
                 print(f"waiting for {len(jobs)} cell(s) on SLURM: {', '.join(sorted(cells[i].name for i in jobs))}", flush=True)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or an error here: no job should run on unwatched
         for job in jobs.values():
             job.cancel(check=False)
         print(f"cancelled {len(jobs)} SLURM job(s); rerun with --resume to continue them", flush=True)

@@ -43,6 +43,31 @@ def _add_config_options(parser: argparse.ArgumentParser, with_variant: bool = Tr
     _add_results_dir(parser)
 
 
+def _add_slurm_options(parser: argparse.ArgumentParser, unit: str) -> None:
+    """``--executor`` and the SLURM resources of each job (a ``unit``: an ablation cell or a sweep worker)."""
+    parser.add_argument("--executor", choices=("local", "slurm"), default="local", help=(
+        f"local (default): here; slurm: each {unit} a SLURM job, in one array, through submitit (run on a login node)"))
+    group = parser.add_argument_group("SLURM (with --executor slurm)")
+    group.add_argument("--partition", help="SLURM partition (default: the cluster's default)")
+    group.add_argument("--gpus-per-cell", type=int, default=0, help=f"GPUs per {unit} (default 0)")
+    group.add_argument("--cpus-per-cell", type=int, default=2, help=f"CPU cores per {unit} (default 2)")
+    group.add_argument("--time", type=int, default=120, metavar="MINUTES", help=f"time limit per {unit} (default 120)")
+    group.add_argument("--mem", type=int, metavar="GB", help=f"memory per {unit} (default: the partition's)")
+    group.add_argument("--max-running", type=int, default=8, help=f"{unit}s running at once: the job array's cap (default 8)")
+    group.add_argument("--retries", type=int, default=2, help=f"resubmissions for a {unit} whose job ends without a result (default 2)")
+
+
+def _slurm_options(args: argparse.Namespace, local_flag: str | None = None):
+    """The SLURM options, or None with ``--executor local``; ``local_flag`` (an int flag, default 1) is refused on SLURM."""
+    from benchmark.slurm import SlurmOptions
+
+    if args.executor != "slurm":
+        return None
+    if local_flag and getattr(args, local_flag.removeprefix("--").replace("-", "_")) != 1:
+        raise UserError(f"{local_flag} is for --executor local; on SLURM, --max-running caps the jobs running at once")
+    return SlurmOptions(args.partition, args.gpus_per_cell, args.cpus_per_cell, args.time, args.mem, args.max_running, args.retries)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description="itr-bench: train, evaluate and track region-feature image-text retrieval models.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -68,6 +93,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--space", metavar="FILE", help="TOML search space replacing the default (see benchmark/configs/space.toml)")
     sweep.add_argument("--pruner", default="median", help="median (default) | hyperband | none")
     sweep.add_argument("--export-best", metavar="FILE", help="write the best trial's config, ready for `run --config FILE`")
+    _add_slurm_options(sweep, "worker")
 
     ablate = commands.add_parser("ablate", help="run an ablation grid over seeds and check each DSRLN claim", description=(
         "Run every variant of a grid on N seeds (cells already finished with the same config and seed are reused), "
@@ -76,16 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--seeds", type=int, default=3, help="seeds per variant, counting up from --seed (default 3)")
     ablate.add_argument("--jobs", type=int, default=1, help="cells run at once in parallel processes (CPU only; default 1)")
     ablate.add_argument("--resume", action="store_true", help="continue interrupted cells from their last checkpoints")
-    ablate.add_argument("--executor", choices=("local", "slurm"), default="local",
-                        help="local (default): cells run here; slurm: one SLURM job array through submitit (run on a login node)")
-    slurm = ablate.add_argument_group("SLURM (with --executor slurm)")
-    slurm.add_argument("--partition", help="SLURM partition (default: the cluster's default)")
-    slurm.add_argument("--gpus-per-cell", type=int, default=0, help="GPUs per cell (default 0)")
-    slurm.add_argument("--cpus-per-cell", type=int, default=2, help="CPU cores per cell (default 2)")
-    slurm.add_argument("--time", type=int, default=120, metavar="MINUTES", help="time limit per cell (default 120)")
-    slurm.add_argument("--mem", type=int, metavar="GB", help="memory per cell (default: the partition's)")
-    slurm.add_argument("--max-running", type=int, default=8, help="cells running at once: the job array's cap (default 8)")
-    slurm.add_argument("--retries", type=int, default=2, help="resubmissions of a cell whose job ends without a result (default 2)")
+    _add_slurm_options(ablate, "cell")
     _add_config_options(ablate, with_variant=False)
 
     report = commands.add_parser("report", help="paper-style tables, significance tests and figures from the tracked runs",
@@ -236,20 +253,17 @@ def _sweep(args: argparse.Namespace) -> None:
     from benchmark.sweep import SweepOptions, run_sweep
 
     options = SweepOptions(n_trials=args.n_trials, study=args.study, storage=args.storage, workers=args.workers,
-                           space_file=args.space, timeout=args.timeout, pruner=args.pruner, export_best=args.export_best)
+                           space_file=args.space, timeout=args.timeout, pruner=args.pruner, export_best=args.export_best,
+                           slurm=_slurm_options(args))
     run_sweep(_config(args), runner.results_dir(args.results_dir), options)
 
 
 def _ablate(args: argparse.Namespace) -> None:
     from benchmark import runner
-    from benchmark.ablate import SlurmOptions, run_ablation
+    from benchmark.ablate import run_ablation
 
-    slurm = None
-    if args.executor == "slurm":
-        if args.jobs != 1:
-            raise UserError("--jobs is for --executor local; on SLURM, --max-running caps the cells running at once")
-        slurm = SlurmOptions(args.partition, args.gpus_per_cell, args.cpus_per_cell, args.time, args.mem, args.max_running, args.retries)
-    run_ablation(_config(args), runner.results_dir(args.results_dir), args.grid, args.seeds, args.jobs, args.resume, slurm=slurm)
+    run_ablation(_config(args), runner.results_dir(args.results_dir), args.grid, args.seeds, args.jobs, args.resume,
+                 slurm=_slurm_options(args, "--jobs"))
 
 
 def _report(args: argparse.Namespace) -> None:

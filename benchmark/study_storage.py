@@ -11,6 +11,7 @@ pass a PostgreSQL (or MySQL) URL; ``pip install -e ".[postgres]"`` adds the driv
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from benchmark.errors import UserError
@@ -48,8 +49,10 @@ def open_storage(storage: str):
     try:
         # heartbeats: a trial whose worker (on any machine) stops beating for 2 minutes is failed, and the same
         # parameters are queued again (at most twice), so a killed worker's trial is retried, not lost
-        return optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=4 * HEARTBEAT_S,
-                                          failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5; say so once here, not per worker
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=4 * HEARTBEAT_S,
+                                              heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
     except ImportError:
         raise UserError(f"the database driver for {masked(storage)} is not installed; "
                         f"for PostgreSQL run: pip install -e \".[postgres]\"") from None

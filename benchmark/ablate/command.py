@@ -10,8 +10,9 @@ from benchmark import runner, tracking
 from benchmark.ablate.cells import Cell, find_finished, find_resumable, headline_rsum_key
 from benchmark.ablate.claims import Row, check_claims, claims_records, claims_table
 from benchmark.ablate.execute import run_cells
-from benchmark.ablate.slurm import SlurmOptions, run_cells_slurm
-from benchmark.ablate.slurm import check as check_slurm
+from benchmark.ablate.slurm import run_cells_slurm
+from benchmark.slurm import SlurmOptions
+from benchmark.slurm import check as check_slurm
 from benchmark.ablate.grid import cell_configs, load_grid
 from benchmark.config import RunConfig
 from benchmark.errors import UserError

@@ -23,7 +23,10 @@ from benchmark.errors import UserError
 from benchmark.processes import stop, threads_per_worker, worker_environment
 from benchmark.sweep import space as spaces
 from benchmark.sweep.dead_workers import fail_dead_trials, local_pid
-from benchmark.study_storage import default_storage, masked, open_storage
+from benchmark.slurm import SlurmOptions
+from benchmark.slurm import check as check_slurm
+from benchmark.study_storage import default_storage, is_url, masked, open_storage
+from benchmark.sweep.slurm import run_workers_slurm
 from benchmark.sweep.trial import SweepContext, trial_config
 from benchmark.sweep.worker import (
     PRUNERS,
@@ -43,6 +46,7 @@ class SweepOptions:
     timeout: float | None = None  # seconds per worker; a running trial is finished, not cut
     pruner: str = "median"
     export_best: str | None = None
+    slurm: SlurmOptions | None = None  # run the workers as SLURM jobs (the storage must be a database URL)
 
 
 @dataclass
@@ -65,6 +69,11 @@ def _check_options(options: SweepOptions) -> None:
         raise UserError(f"--timeout must be a positive number of seconds; got {options.timeout:g}")
     if options.pruner not in PRUNERS:
         raise UserError(f"unknown pruner '{options.pruner}'; choose one of: {', '.join(PRUNERS)}")
+    if options.slurm is not None:
+        if not is_url(options.storage or ""):
+            raise UserError("--executor slurm needs a database storage that every node reaches, e.g. --storage "
+                            "postgresql://user:pass@host/db (a journal file needs file locks, which shared file systems often lack)")
+        check_slurm(options.slurm)
     if options.export_best and Path(options.export_best).exists():
         raise UserError(f"{options.export_best} already exists; pass a new --export-best path (nothing is overwritten)")
 
@@ -95,7 +104,7 @@ def _open_study(name: str, storage, base: RunConfig, space: spaces.Space):
 
 def _plans(options: SweepOptions, seed: int) -> list[WorkerPlan]:
     workers = min(options.workers, options.n_trials)
-    threads = threads_per_worker(workers) if workers > 1 else None
+    threads = options.slurm.cpus_per_cell if options.slurm else threads_per_worker(workers) if workers > 1 else None
     return [WorkerPlan(index=i, n_trials=options.n_trials // workers + (i < options.n_trials % workers),
                        seed=seed, timeout=options.timeout, threads=threads,
                        label=f"[worker {i}] " if workers > 1 else "")
@@ -247,10 +256,13 @@ def run_sweep(base: RunConfig, results: Path, options: SweepOptions, pruner=None
           f"objective: best dev score (test is never used)\nsearch space:\n{spaces.describe(space)}\n"
           f"MLflow parent run {parent_id}", flush=True)
     ctx = SweepContext(study_name, storage_name, configuration.to_dict(base), space, str(results), experiment,
-                       parent_id, options.pruner, echo=len(plans) == 1)
+                       parent_id, options.pruner, echo=len(plans) == 1 and options.slurm is None)
     status = "FAILED"
     try:
-        if len(plans) == 1:
+        if options.slurm is not None:
+            logs = results / "sweeps" / f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}" / "slurm"
+            run_workers_slurm(ctx, plans, options.slurm, study, options.n_trials, logs)
+        elif len(plans) == 1:
             work(ctx, plans[0], pruner, on_epoch)
         else:
             _run_workers(ctx, plans, study, storage)

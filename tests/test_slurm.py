@@ -1,4 +1,4 @@
-"""``ablate --executor slurm`` against a real SLURM: a one-node cluster (munged, slurmctld and slurmd on localhost,
+"""``ablate`` and ``sweep`` with ``--executor slurm`` against a real SLURM: a one-node cluster (munged, slurmctld and slurmd on localhost,
 a throwaway config on free ports) started from Debian's ``slurm-wlm`` and ``munge`` packages (``.ci/run`` installs
 them). It runs without SLURM accounting, as many small clusters do, so jobs are followed without ``sacct``."""
 
@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 from conftest import free_port, require, tiny_config
 from test_ablate import grid_file  # noqa: F401  (a fixture)
+from test_sweep import SMALL_SPACE
 
-from benchmark.ablate import SlurmOptions, run_ablation
+from benchmark.ablate import run_ablation
+from benchmark.slurm import SlurmOptions
+from benchmark.study_storage import open_storage
+from benchmark.sweep import SweepOptions, run_sweep
 
 CONF = """ClusterName=itrbench
 SlurmctldHost={host}
@@ -106,7 +110,7 @@ def test_a_cell_whose_job_is_cancelled_is_resubmitted_and_the_grid_completes(res
                                                                             monkeypatch, capsys):
     """scancel of a running cell stands for a node that died or a preemption without requeue: no result comes back."""
     monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
-    monkeypatch.setattr("benchmark.ablate.slurm.LOST_AFTER_SECONDS", 2.0)
+    monkeypatch.setattr("benchmark.slurm.LOST_AFTER_SECONDS", 2.0)
     cancelled: list[str] = []
 
     def cancel_the_first_running_job() -> None:
@@ -160,3 +164,21 @@ def test_a_preempted_cell_is_requeued_and_continues_from_its_checkpoint(results,
     folders = set(results.glob("runs/*")) - before
     assert len(folders) == 2, f"one run folder per cell: the requeued cell continued, it did not start again ({sorted(folders)})"
     assert all((folder / "metrics.json").is_file() for folder in folders)
+
+
+@pytest.mark.slow
+def test_sweep_workers_run_as_slurm_jobs_on_one_postgresql_study(results, tmp_path, slurm_cluster, postgres_url, monkeypatch, capsys):
+    import optuna
+
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
+    space = tmp_path / "space.toml"
+    space.write_text(SMALL_SPACE)
+    slurm = SlurmOptions(partition="debug", cpus_per_cell=1, time_minutes=10, max_running=2)
+    run_sweep(tiny_config(), results, SweepOptions(study="on-slurm", storage=postgres_url, workers=2, n_trials=4,
+                                                   space_file=str(space), slurm=slurm))
+    out = capsys.readouterr().out
+    assert "submitted 2 sweep worker(s) to SLURM as job array" in out
+    assert len([line for line in out.splitlines() if line.startswith("trial ")]) == 4, out
+    trials = optuna.load_study(study_name="on-slurm", storage=open_storage(postgres_url)).trials
+    assert len(trials) == 4 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert len({t.user_attrs["worker"] for t in trials}) == 2, "two worker jobs shared the study"

@@ -177,11 +177,16 @@ def log_dataset(name: str, folder: Path, digest: str) -> None:
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.exceptions import MlflowException
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "can be interpreted in multiple ways": a local folder either way
         source = resolve_dataset_source(folder.resolve().as_uri())
-    mlflow.log_input(MetaDataset(source, name=name, digest=digest), context="training")
+    dataset = MetaDataset(source, name=name, digest=digest)
+    try:
+        mlflow.log_input(dataset, context="training")
+    except MlflowException:  # a parallel run inserted this dataset meanwhile (a server checks, then inserts): it
+        mlflow.log_input(dataset, context="training")  # exists now, and this run's input links to it
 
 
 # How a tracked run ends: its outcome -> MLflow run status.

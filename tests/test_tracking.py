@@ -60,3 +60,28 @@ def test_a_kind_tag_set_meanwhile_by_a_parallel_run_is_no_error(results, monkeyp
     monkeypatch.setattr(MlflowClient, "set_experiment_tag", fail)
     with pytest.raises(MlflowException, match="the server is down"):
         tracking.experiment_id("tag-race-2", results)
+
+
+def test_a_dataset_inserted_meanwhile_by_a_parallel_run_is_linked_not_an_error(results, tmp_path, monkeypatch):
+    """Through a tracking server, two runs logging one dataset at once both insert it; the second insert fails
+    (seen in CI: unique constraint "dataset_pk"). The retry finds the dataset and links the run to it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from benchmark import tracking
+
+    tracking.setup(results)
+    real, calls = mlflow.log_input, []
+
+    def insert_race(dataset, context=None, **kwargs):
+        calls.append(dataset.digest)
+        if len(calls) == 1:
+            raise MlflowException('duplicate key value violates unique constraint "dataset_pk"')
+        return real(dataset, context=context, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_input", insert_race)
+    mlflow.set_experiment("dataset-race")
+    with mlflow.start_run() as run:
+        tracking.log_dataset("synthetic", tmp_path, "0123456789abcdef")
+    inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert calls == ["0123456789abcdef"] * 2 and [i.dataset.digest for i in inputs] == ["0123456789abcdef"]

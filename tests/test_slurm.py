@@ -83,6 +83,11 @@ def slurm_cluster():
     except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
         require(False, f"could not start a one-node SLURM here: {exc}")
     yield environment
+    # Jobs first, then the daemons: a step still running when slurmd stops is left behind as a stray slurmstepd.
+    subprocess.run(["scancel", "--full", f"--user={os.getuid()}"], capture_output=True, env=environment, timeout=60)
+    deadline = time.monotonic() + 60
+    while subprocess.run(["squeue", "-h"], capture_output=True, text=True, env=environment).stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.5)
     subprocess.run(["scontrol", "shutdown"], capture_output=True, env=environment, timeout=60)
     for pid_file in ("slurmd.pid", "munged.pid"):
         if (folder / pid_file).is_file():

@@ -23,6 +23,7 @@ from benchmark.data.layout import DATASETS, SplitFiles
 from benchmark.data.loader import dataset_folder, resolve_root
 from benchmark.data.staging import Staging, refuse_existing
 from benchmark.errors import UserError
+from benchmark.reproducibility import resolve_device
 from variants import import_torchvision
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -128,7 +129,7 @@ def extract_grid(dataset: str, data_root: str | None, split_file: Path, images_d
     folder = dataset_folder(spec, resolve_root(data_root))
     by_id = {image.image_id: image.path for images in read_splits(split_file, dataset).values() for image in images}
     paths = {split: _split_images(folder, split, by_id, Path(images_dir)) for split in spec.splits}
-    target = _device(device)
+    target = resolve_device(device)
     bf16 = precision == "bf16" or (precision == "auto" and target.type == "cuda")
     model, channels = load_backbone(backbone, weights)
     inputs = {"backbone": backbone, "weights": _file_digest(weights), "image_size": image_size, "grid": grid, "bf16": bf16,
@@ -175,14 +176,3 @@ def extract_grid(dataset: str, data_root: str | None, split_file: Path, images_d
              f"({len(split_paths)}, {grid * grid}, {channels})" for split, split_paths in paths.items()]
     return "\n".join([f"grid features in {folder}", *(f"  {line}" for line in lines),
                       f"{len(items):,} images in {seconds:.1f} s ({len(items) / max(seconds, 1e-9):.1f} images/s)"])
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} but this torch sees no CUDA device; pass --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None

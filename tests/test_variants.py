@@ -18,10 +18,9 @@ from benchmark.evaluation import evaluate
 from benchmark.reproducibility import seed_everything
 from benchmark.runner import feature_dims
 from benchmark.training import TrainingData, fit
-from variants import AXES, FeatureDims, ImageBatch, build_model, cell_boxes, parse_variant
+from variants import AXES, FeatureDims, ImageBatch, alignment_graph, build_model, parse_variant
 from variants.alignment_local import local_similarity
 from variants.relation_gisa import relative_geometry
-from variants.source_dif import alignment_graph
 
 def _valid(spec: str) -> bool:
     try:
@@ -268,13 +267,3 @@ def test_a_missing_bert_model_says_how_to_provide_one(tmp_path):
     cfg = tiny_config(model={"variant": "sa+bert", "bert_path": str(tmp_path / "nothing")}).model
     with pytest.raises(UserError, match="no pretrained text model.*model.bert_path"):
         build_model(cfg, FeatureDims(region_dim=6, n_regions=4, vocab_size=10))
-
-
-def test_grid_cells_are_row_major_from_the_top_left_on_an_asymmetric_box():
-    """A box in the left column, middle row links to cell r*g + c = 3, and one in the top row, right column
-    to cell 2; a column-major layout would give 1 and 6."""
-    np.testing.assert_allclose(cell_boxes(3)[3], [0.0, 1 / 3, 1 / 3, 2 / 3])
-    np.testing.assert_allclose(cell_boxes(3)[2], [2 / 3, 0.0, 1.0, 1 / 3])
-    boxes = torch.tensor([[[0.02, 0.40, 0.30, 0.60], [0.70, 0.02, 0.95, 0.30]]])
-    links = alignment_graph(boxes, 9)[0]
-    assert links[0].nonzero().flatten().tolist() == [3] and links[1].nonzero().flatten().tolist() == [2]

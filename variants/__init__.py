@@ -16,9 +16,9 @@ from variants._base import (
     ImageEmbedding,
     TextBatch,
     TextEmbedding,
-    cell_boxes,
     l2norm,
 )
+from variants._grid import alignment_graph, cell_boxes
 from variants._registry import ALIASES, AXES, REVISION, VariantSpec, one_component_pairs, parse_variant
 
 for _module in pkgutil.iter_modules(__path__):
@@ -29,5 +29,5 @@ from variants._model import RetrievalModel, build_model, check, count_parameters
 from variants._torchvision import import_torchvision  # noqa: E402
 
 __all__ = ["ALIASES", "AXES", "REVISION", "FeatureDims", "ImageBatch", "ImageEmbedding", "RetrievalModel", "TextBatch", "TextEmbedding",
-           "VariantSpec", "build_model", "cell_boxes", "check", "count_parameters", "import_torchvision", "l2norm",
+           "VariantSpec", "alignment_graph", "build_model", "cell_boxes", "check", "count_parameters", "import_torchvision", "l2norm",
            "one_component_pairs", "parse_variant"]

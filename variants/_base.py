@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,14 +18,6 @@ class FeatureDims:
     vocab_size: int
     grid_dim: int = 0  # 0 when the dataset has no grid features
     grid_cells: int = 0
-
-
-def cell_boxes(grid_size: int) -> np.ndarray:
-    """(g*g, 4) normalised boxes of the grid cells, row-major from the top-left: the order of ``ImageBatch.grid``."""
-    edges = np.linspace(0.0, 1.0, grid_size + 1)
-    rows, cols = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing="ij")
-    rows, cols = rows.ravel(), cols.ravel()
-    return np.stack([edges[cols], edges[rows], edges[cols + 1], edges[rows + 1]], axis=1)
 
 
 class _Tensors:

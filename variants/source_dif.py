@@ -27,18 +27,11 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
-from variants._base import FeatureDims, ImageBatch, cell_boxes
+from variants._base import FeatureDims, ImageBatch
+from variants._grid import alignment_graph
 from variants._registry import SOURCE
 
 GATES = ("adaptive", "average")  # model.dif_gate
-
-
-def alignment_graph(boxes: torch.Tensor, grid_cells: int) -> torch.Tensor:
-    """(B, R, 4) boxes -> (B, R, G) bool: True where region r's box intersects cell g (positive area)."""
-    cells = torch.as_tensor(cell_boxes(round(math.sqrt(grid_cells))), dtype=boxes.dtype, device=boxes.device)
-    low = torch.maximum(boxes[:, :, None, :2], cells[None, None, :, :2])
-    high = torch.minimum(boxes[:, :, None, 2:], cells[None, None, :, 2:])
-    return ((high - low) > 0).all(dim=-1)
 
 
 class MaskedCrossAttention(nn.Module):

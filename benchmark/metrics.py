@@ -102,7 +102,7 @@ def retrieval_metrics(sims, captions_per_image: int = 5) -> dict[str, float]:
     return metrics_from_ranks(query_ranks(sims, captions_per_image))
 
 
-def fold_ranks(sims, n_folds: int = 5, captions_per_image: int = 5) -> list[QueryRanks]:
+def fold_ranks(sims, n_folds: int, captions_per_image: int = 5) -> list[QueryRanks]:
     """Per-fold ranks: fold k holds images [k*n/n_folds, (k+1)*n/n_folds) and their captions."""
     sims = _as_numpy(sims)
     _check_shape(sims, captions_per_image)

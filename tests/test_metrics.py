@@ -96,6 +96,14 @@ def test_perfect_scores_give_full_recall():
 def test_accepts_torch_tensors():
     sims = np.random.default_rng(4).normal(size=(10, 50)).astype(np.float32)
     assert retrieval_metrics(torch.from_numpy(sims)) == retrieval_metrics(sims)
+    # a bf16 tensor that still requires grad, as a model returns it: numpy can hold neither as it is
+    half = torch.from_numpy(sims).to(torch.bfloat16).requires_grad_()
+    assert retrieval_metrics(half) == retrieval_metrics(half.detach().float().numpy())
+
+
+def test_ranks_are_integers():
+    ranks = query_ranks(np.random.default_rng(4).normal(size=(10, 50)))
+    assert ranks.i2t.dtype == ranks.t2i.dtype == np.int64
 
 
 def test_fold_metrics_is_the_mean_of_per_fold_metrics():
@@ -115,10 +123,12 @@ def test_fold_rsum_is_the_sum_of_the_six_mean_recalls_not_the_scan_bug():
 
 
 def test_bad_shapes_and_values_are_rejected():
-    with pytest.raises(ValueError, match="captions per image"):
+    with pytest.raises(ValueError, match=r"captions per image.*\(20 columns\)"):
         retrieval_metrics(np.zeros((4, 19)))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match=r"^similarities contain NaN or inf; the model has likely diverged$"):
         retrieval_metrics(np.full((2, 10), np.nan))
+    with pytest.raises(ValueError, match=r"^similarities must be 2-D \(n_images, n_captions\); got shape \(10,\)$"):
+        retrieval_metrics(np.zeros(10))
     with pytest.raises(ValueError, match="folds"):
         fold_metrics(np.zeros((12, 60)), n_folds=5)
 

@@ -167,3 +167,92 @@ def test_a_real_difference_is_found_and_a_null_one_is_not():
     null = stats.compare_paired(shuffled, base)
     assert real.permutation_p < 0.001 and real.ci_low > 0 and real.consistent
     assert null.delta == pytest.approx(0, abs=1e-9) and null.permutation_p > 0.5 and null.ci_low < 0 < null.ci_high
+
+
+# Chunking the draws (a memory bound) must not change a single number: each of these compares the
+# chunked implementation with the same draws made all at once, for sizes around the chunk lengths.
+
+def _unchunked_bootstrap(values, strata, seed, n_resamples, confidence):
+    rng = np.random.default_rng(seed)
+    totals = np.zeros(n_resamples)
+    for stratum in np.unique(strata):
+        members = values[strata == stratum]
+        totals += members[rng.integers(0, len(members), size=(n_resamples, len(members)))].sum(axis=1)
+    tail = 50 * (1 - confidence)
+    return tuple(np.percentile(totals, [tail, 100 - tail]))
+
+
+@pytest.mark.parametrize("n_resamples", [1, 7, 250, 251, 600])
+@pytest.mark.parametrize("confidence", [0.95, 0.8, 1.0])
+def test_the_chunked_bootstrap_equals_one_unchunked_draw(n_resamples, confidence):
+    rng = np.random.default_rng(8)
+    values, strata = rng.exponential(1.0, 90), np.repeat([4, 0, 2], 30)  # strata in no particular order
+    got = stats.stratified_bootstrap_ci(values, strata, seed=3, n_resamples=n_resamples, confidence=confidence)
+    assert got == _unchunked_bootstrap(values, strata, 3, n_resamples, confidence)
+
+
+def test_every_bootstrap_total_is_one_whole_resample():
+    # constant values: every resample sums to the same total, so even the full range (confidence 1) is one point
+    assert stats.stratified_bootstrap_ci(np.ones(10), np.zeros(10, int), n_resamples=600, confidence=1.0) == (10.0, 10.0)
+    # the first member is drawn too: in 600 resamples of [1, 0] some total is positive
+    assert stats.stratified_bootstrap_ci(np.array([1.0, 0.0]), np.zeros(2, int), n_resamples=600, confidence=1.0)[1] > 0
+
+
+@pytest.mark.parametrize("n_resamples", [999, 1000, 1234])
+def test_the_chunked_permutation_draws_equal_one_unchunked_draw(n_resamples):
+    diffs = np.random.default_rng(9).normal(0.1, 1, 60)
+    signs = np.random.default_rng(5).integers(0, 2, size=(n_resamples, 60), dtype=np.int8) * 2 - 1
+    hits = int(np.sum(np.abs(signs @ diffs) >= abs(diffs.sum()) * (1 - 1e-12)))
+    assert stats.paired_permutation_p(diffs, np.zeros(60), seed=5, n_resamples=n_resamples) == (hits + 1) / (n_resamples + 1)
+
+
+def test_the_bootstrap_and_the_proportion_are_seeded_with_0_by_default():
+    values, strata = np.random.default_rng(10).normal(size=50), np.zeros(50, int)
+    ci = stats.stratified_bootstrap_ci(values, strata)
+    assert ci == stats.stratified_bootstrap_ci(values, strata, seed=0) != stats.stratified_bootstrap_ci(values, strata, seed=1)
+    outcomes = {0: np.random.default_rng(11).random(37) < 0.6, 1: np.random.default_rng(12).random(41) < 0.5}
+    assert stats.proportion_ci(outcomes) == stats.proportion_ci(outcomes, seed=0) != stats.proportion_ci(outcomes, seed=1)
+
+
+def test_the_proportion_is_the_pooled_percentage_with_its_interval_in_seed_strata():
+    outcomes = {0: np.array([True, False, True, True]), 3: np.array([True, True, False, False])}
+    mean, low, high = stats.proportion_ci(outcomes, seed=2)
+    assert mean == 62.5  # 5 of 8
+    scaled = np.r_[outcomes[0], outcomes[3]] * 100.0 / 8
+    assert (low, high) == stats.stratified_bootstrap_ci(scaled, np.repeat([0, 1], 4), 2)
+
+
+def _scores(seed, n=120, strength=0.4):
+    return _system(np.random.default_rng(seed), n // 6, strength)
+
+
+def test_a_paired_comparison_uses_only_the_shared_seeds_and_its_seed():
+    variant = {s: _scores(100 + s, strength=0.5) for s in (0, 1, 2)}
+    baseline = {s: _scores(200 + s) for s in (1, 2, 3)}
+    result = stats.compare_paired(variant, baseline, seed=5)
+    assert result.seeds == (1, 2)
+    per_seed = tuple(float(variant[s].contributions.sum() - baseline[s].contributions.sum()) for s in (1, 2))
+    assert result.per_seed_delta == per_seed and result.delta == pytest.approx(np.mean(per_seed))
+    hits = [np.r_[tuple(d[s].r1_hits for s in (1, 2))] for d in (variant, baseline)]
+    assert result.mcnemar_p == stats.mcnemar_p(*hits)
+    assert result == stats.compare_paired(variant, baseline, seed=5)  # deterministic in its seed
+    other = stats.compare_paired(variant, baseline, seed=6)  # both the bootstrap and the permutations follow it
+    assert (other.ci_low, other.ci_high) != (result.ci_low, result.ci_high) and other.permutation_p != result.permutation_p
+    assert stats.compare_paired(variant, baseline) == stats.compare_paired(variant, baseline, seed=0)
+    assert stats.compare_paired(variant, {7: baseline[1]}) is None
+
+
+def test_a_paired_comparison_refuses_test_sets_of_different_sizes():
+    with pytest.raises(ValueError, match="seed 0: the two runs were evaluated on test sets of different sizes"):
+        stats.compare_paired({0: _scores(1, n=120)}, {0: _scores(2, n=60)})
+
+
+def test_too_few_seeds_give_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no variance of one value, no rank test of an empty side
+        assert np.isnan(stats.hedges_g(np.array([1.0]), np.array([2.0, 3.0])))
+        assert all(np.isnan(v) for v in stats.seed_tests(np.array([1.0, 2.0]), np.array([])).values())
+
+
+def test_hedges_g_with_a_pooled_spread_of_exactly_one():
+    assert stats.hedges_g(np.array([0.0, 1.0, 2.0]), np.array([3.0, 4.0, 5.0])) == pytest.approx(-3 * (1 - 3 / 15))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 
+import numpy as np
 import pytest
 from conftest import has_latex, tiny_config
 
 from benchmark.ablate import run_ablation
 from benchmark.ablate.claims import NOT_INFORMATIVE, Row, claim_verdict, verdicts
 from benchmark.ablate.grid import load_grid
+from benchmark.data.layout import benchmarks
 from benchmark.errors import UserError
 from benchmark.report.stats import PairedComparison, minimum_detectable_effect
 
@@ -206,3 +209,102 @@ def test_check_claims_rows_informativeness_holm_and_verdicts_on_hand_built_runs(
     assert "| scene | sa → gisa | probe scene | 0,1,2 | +0.0 | [+0.0, +0.0] | 0.0 | 1.000 | not informative |" in table
     assert "| absent | sa → sa+dif | probe layout | – | – | – | – | – | not run |" in table
     assert "| scene | all probe rows |  |  |  |  |  |  | not informative |" in table
+
+
+def test_the_claims_table_and_claims_json_in_full():
+    """Every cell a reader sees, and every field of ``claims.json``, for the hand-built grid above."""
+    from benchmark.ablate.claims import check_claims, claims_records, claims_table
+    from benchmark.ablate.grid import Claim
+    from benchmark.report.render import to_markdown
+
+    claims = (Claim("GISA relates", "layout", (("sa", "gisa"),)), Claim("absent", "layout", (("sa", "dif"),)))
+    rows = check_claims(_fake_grid_data(), "synthetic", claims)
+    rsum, layout = rows[0].result, rows[1].result
+    assert to_markdown(claims_table(rows, "synthetic")) == "\n".join([
+        "**Claims check**",
+        "",
+        "| Claim | Comparison | Evidence | Seeds | Δ | 95% CI | MDE (80%) | p Holm | Verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| GISA relates | sa → gisa | rSum (context) | 0,1,2 | {rsum.delta:+.1f} | [{rsum.ci_low:+.1f}, {rsum.ci_high:+.1f}] "
+        f"| {rows[0].mde:.1f} | < 0.001 | **supported** |",
+        "| GISA relates | sa → gisa | probe layout | 0,1,2 | +50.0 | [+50.0, +50.0] | 0.0 | < 0.001 | **supported** |",
+        "| absent | sa → sa+dif | rSum (context) | – | – | – | – | – | not run |",
+        "| absent | sa → sa+dif | probe layout | – | – | – | – | – | not run |",
+        "| *Verdict per claim* | | | | | | | | |",
+        "| GISA relates | all probe rows |  |  |  |  |  |  | **supported** |",
+        "| absent | all probe rows |  |  |  |  |  |  | not run |",
+        "",
+        "On synthetic. Δ: variant minus baseline (probe accuracy points, or rSum points), mean over the shared seeds; "
+        "95% CI: bootstrap over captions (queries) within each seed. Seeds combined by a paired per-caption randomisation "
+        "test stratified by seed, Holm–Bonferroni across all rows at α = 0.05, and the sign must agree in every seed. "
+        "MDE (80%): the smallest mean difference a paired t-test over these seeds would detect with 80% power at "
+        "α = 0.05, given the seed-to-seed spread of Δ. Not informative: the probe cannot separate the grid's variants "
+        "(all ≥ 95% or none above chance) or both variants of the row are ≥ 95%. A claim's verdict rests on its probe "
+        "rows; its rSum rows are context. A claim is supported only when all its probe rows are."])
+    assert 0 < rsum.ci_low < rsum.delta < rsum.ci_high and rows[0].mde > 0  # the cells above are not all alike
+
+    def ran(row, evidence):
+        return {"claim": row.claim, "baseline": "sa", "variant": "gisa", "evidence": evidence, "verdict": "supported",
+                "p_holm": row.p_holm, "informative": True, "delta": row.result.delta,
+                "ci": [row.result.ci_low, row.result.ci_high], "mde_80": row.mde, "seeds": [0, 1, 2]}
+
+    def not_run(evidence, informative):
+        return {"claim": "absent", "baseline": "sa", "variant": "sa+dif", "evidence": evidence, "verdict": "not run",
+                "p_holm": pytest.approx(math.nan, nan_ok=True), "informative": informative, "delta": None, "ci": None,
+                "mde_80": None, "seeds": []}
+
+    assert claims_records(rows) == {
+        "rows": [ran(rows[0], "rSum"), ran(rows[1], "probe layout"), not_run("rSum", True), not_run("probe layout", False)],
+        "claims": {"GISA relates": "supported", "absent": "not run"}}
+    assert rows[0].result.ci_low != rows[0].result.ci_high and rows[0].p_holm == rows[1].p_holm > 0
+
+
+def _fake_coco_data():
+    """COCO runs of exactly two variants, 2 seeds: gisa retrieves better, sa solves the spatial foils and gisa does not."""
+    import numpy as np
+    import pandas as pd
+
+    from benchmark.report.data import ReportData
+
+    rng = np.random.default_rng(1)
+    runs, ranks = [], {}
+    for label, strong, foils in (("sa", False, np.ones(100)), ("gisa", True, np.r_[np.ones(80), np.zeros(20)])):
+        for seed in (0, 1):
+            run_id = f"{label}-{seed}"
+            runs.append({"run_id": run_id, "dataset": "coco", "label": label, "seed": seed})
+            ranks[run_id] = {"probe_foil_spatial": foils}
+            for prefix, n_images, folds in (("1k_", 10, 5), ("5k_", 50, 1)):
+                for k in range(folds):
+                    fold = f"fold{k}_" if folds > 1 else ""
+                    ranks[run_id][f"{prefix}{fold}i2t"] = np.ones(n_images, int) if strong else rng.integers(1, 30, n_images)
+                    ranks[run_id][f"{prefix}{fold}t2i"] = np.ones(5 * n_images, int) if strong else rng.integers(1, 30, 5 * n_images)
+    return ReportData(pd.DataFrame(runs), ranks.__getitem__)
+
+
+def test_claims_on_real_data_use_the_caption_foils_or_else_rsum():
+    from benchmark.ablate.claims import check_claims, claims_table, verdicts
+    from benchmark.ablate.grid import Claim
+    from benchmark.report.render import to_markdown
+
+    data = _fake_coco_data()
+    claims = (Claim("GISA relates", "layout", (("sa", "gisa"),)), Claim("scene context", "scene", (("sa", "gisa"),)))
+    rows = check_claims(data, "coco", claims)
+    # layout's stand-in is the spatial foil; scene has none, so that claim rests on its rSum row
+    assert [(r.claim, r.evidence, r.verdict()) for r in rows] == [
+        ("GISA relates", "rSum", "supported"), ("GISA relates", "probe foil_spatial", "contradicted"),
+        ("scene context", "rSum", "supported")]
+    # the headline is COCO 1K: its five folds, pooled
+    assert rows[0].result.delta == pytest.approx(600 - np.mean([s.contributions.sum() for s in
+                                                               data.scores("coco", "sa", benchmarks("coco")[0]).values()]))
+    assert rows[1].result.delta == pytest.approx(-20.0) and rows[1].informative  # the baseline's ceiling alone hides nothing
+    assert verdicts(rows) == {"GISA relates": "contradicted", "scene context": "supported"}
+    table = claims_table(rows, "coco")
+    assert table.name == "claims"  # reports/.../claims.md and claims.tex
+    markdown = to_markdown(table)
+    foils = rows[1].result
+    assert (f"| GISA relates | sa → gisa | probe foil_spatial | 0,1 | -20.0 | [{foils.ci_low:+.1f}, {foils.ci_high:+.1f}] | 0.0 "
+            "| < 0.001 | **contradicted** |") in markdown
+    assert "| GISA relates | all probe rows |  |  |  |  |  |  | **contradicted** |" in markdown
+    assert "| scene context | all rSum rows (no probe) |  |  |  |  |  |  | **supported** |" in markdown
+    # McNemar counts the captions each variant solves: 20 per seed only sa solves
+    assert rows[1].result.mcnemar_p == pytest.approx(2 * 0.5 ** 40)

@@ -95,25 +95,25 @@ class ProbeEvidence:
         return self.informative and not at_ceiling
 
     def compare(self, baseline: str, variant: str) -> stats.PairedComparison | None:
+        """None when the two share no seed with this probe (a variant not run)."""
         ours, theirs = (self.data.probe_outcomes(self.dataset, v, self.probe) for v in (variant, baseline))
-        return stats.compare_paired(_probe_scores(ours), _probe_scores(theirs)) if ours and theirs else None
+        return stats.compare_paired(_probe_scores(ours), _probe_scores(theirs))
 
 
 def check_claims(data: ReportData, dataset: str, claims: tuple[Claim, ...]) -> list[Row]:
     """Every row of the claims table, Holm-corrected together."""
     headline = benchmarks(dataset)[0]
-    present = set(data.labels(dataset))
     rows, evidence = [], {}
     for claim in claims:
         probe = claim.probe if dataset == "synthetic" else REAL_PROBES.get(claim.probe)
         if probe and probe not in evidence:
             evidence[probe] = ProbeEvidence(data, dataset, probe)
         for baseline, variant in ((parse_variant(b).display, parse_variant(v).display) for b, v in claim.comparisons):
-            missing = not {baseline, variant} <= present
-            rsum = None if missing else stats.compare_paired(data.scores(dataset, variant, headline), data.scores(dataset, baseline, headline))
+            # None (not run) when the two share no seed, as when a variant is missing
+            rsum = stats.compare_paired(data.scores(dataset, variant, headline), data.scores(dataset, baseline, headline))
             rows.append(Row(claim.text, baseline, variant, "rSum", rsum))
             if probe:
-                result = None if missing else evidence[probe].compare(baseline, variant)
+                result = evidence[probe].compare(baseline, variant)
                 rows.append(Row(claim.text, baseline, variant, f"probe {probe}", result,
                                 informative=result is not None and evidence[probe].row_informative(baseline, variant)))
     adjusted = stats.holm([r.result.permutation_p if r.result else math.nan for r in rows])

@@ -57,3 +57,47 @@ def test_the_error_messages_name_the_choices_exactly():
     with pytest.raises(UserError) as refused:
         SOURCE.get("nope")
     assert str(refused.value) == "unknown source component 'nope'; choose one of: dif, dif-unmasked, grid, concat, concat-matched, region"
+
+
+def test_a_registered_component_keeps_everything_it_was_given():
+    from variants._registry import Component, Registry
+
+    registry = Registry("axis", "what it is", default="plain")
+    assert (registry.axis, registry.summary, registry.default, registry.names()) == ("axis", "what it is", "plain", [])
+
+    def factory(cfg, dims):
+        return None
+
+    def check(cfg):
+        return None
+
+    assert registry.register("fancy", description="d", source="s", requires=("grid", "boxes"), check=check,
+                             uses_regions=False)(factory) is factory
+    registry.register("plain", description="p", source="q")(factory)
+    assert registry.get("fancy") == Component("axis", "fancy", factory, "d", "s", frozenset({"boxes", "grid"}), check, False)
+    assert registry.get("plain") == Component("axis", "plain", factory, "p", "q", frozenset(), None, True)
+    assert registry.names() == ["fancy", "plain"] and "plain" in registry and "other" not in registry
+
+
+def test_one_component_pairs_put_the_simpler_component_first():
+    from variants import one_component_pairs
+
+    labels = ["gisa+dif", "sa", "gisa", "sa+dif", "gisa+concat", "gisa+dif+hier", "none+grid", "none",
+              "gisa+dif (lr 1e-3)", "sa+bert", "gisa+dif-unmasked"]  # a label with a recipe suffix makes no pair
+    assert one_component_pairs(labels) == [
+        # relation: the default first, then by the inputs needed (none needs no boxes, gisa does)
+        ("sa", "gisa", "relation"), ("sa", "none", "relation"), ("sa+dif", "gisa+dif", "relation"), ("none", "gisa", "relation"),
+        # source: region first; concat and dif-unmasked need the grid, dif the grid and boxes; ties by name
+        ("sa", "sa+dif", "source"), ("gisa", "gisa+dif", "source"), ("gisa", "gisa+concat", "source"),
+        ("gisa", "gisa+dif-unmasked", "source"), ("gisa+concat", "gisa+dif", "source"),
+        ("gisa+concat", "gisa+dif-unmasked", "source"), ("none", "none+grid", "source"),
+        ("gisa+dif-unmasked", "gisa+dif", "source"),
+        ("gisa+dif", "gisa+dif+hier", "alignment"), ("sa", "sa+bert", "text")]
+    assert one_component_pairs(["sa", "gisa+dif"]) == []  # two components apart
+
+
+def test_a_spec_lists_one_component_per_axis_and_the_inputs_they_need():
+    spec = parse_variant("gisa+dif+hier")
+    assert [(c.axis, c.name) for c in spec.components()] == [
+        ("relation", "gisa"), ("source", "dif"), ("alignment", "hier"), ("text", "bigru")]
+    assert spec.requires == {"boxes", "grid"} and parse_variant("sa").requires == frozenset()

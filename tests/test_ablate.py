@@ -6,6 +6,7 @@ import json
 import math
 import re
 import subprocess
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -217,16 +218,25 @@ def test_the_claims_table_and_claims_json_in_full():
     from benchmark.ablate.grid import Claim
     from benchmark.report.render import to_markdown
 
+    from benchmark.report import stats
+
+    data = _fake_grid_data()
     claims = (Claim("GISA relates", "layout", (("sa", "gisa"),)), Claim("absent", "layout", (("sa", "dif"),)))
-    rows = check_claims(_fake_grid_data(), "synthetic", claims)
-    rsum, layout = rows[0].result, rows[1].result
+    rows = check_claims(data, "synthetic", claims)
+    # the rSum row, computed here without the claims code: the paired comparison of the two variants' test ranks
+    headline = benchmarks("synthetic")[0]
+    rsum = stats.compare_paired(data.scores("synthetic", "gisa", headline), data.scores("synthetic", "sa", headline))
+    layout_p = stats.paired_permutation_p(np.ones(600), np.full(600, 0.5))  # 3 x 200 captions, each 1 against ½ (p is scale-free)
+    p_holm = stats.holm([rsum.permutation_p, layout_p])  # the two rows that ran
+    assert rows[0].result == rsum and rows[1].result.permutation_p == layout_p
+    assert [r.p_holm for r in rows[:2]] == p_holm and math.isnan(rows[2].p_holm) and math.isnan(rows[3].p_holm)
     assert to_markdown(claims_table(rows, "synthetic")) == "\n".join([
         "**Claims check**",
         "",
         "| Claim | Comparison | Evidence | Seeds | Δ | 95% CI | MDE (80%) | p Holm | Verdict |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| GISA relates | sa → gisa | rSum (context) | 0,1,2 | {rsum.delta:+.1f} | [{rsum.ci_low:+.1f}, {rsum.ci_high:+.1f}] "
-        f"| {rows[0].mde:.1f} | < 0.001 | **supported** |",
+        f"| {minimum_detectable_effect(rsum.per_seed_delta):.1f} | < 0.001 | **supported** |",
         "| GISA relates | sa → gisa | probe layout | 0,1,2 | +50.0 | [+50.0, +50.0] | 0.0 | < 0.001 | **supported** |",
         "| absent | sa → sa+dif | rSum (context) | – | – | – | – | – | not run |",
         "| absent | sa → sa+dif | probe layout | – | – | – | – | – | not run |",
@@ -243,10 +253,11 @@ def test_the_claims_table_and_claims_json_in_full():
         "rows; its rSum rows are context. A claim is supported only when all its probe rows are."])
     assert 0 < rsum.ci_low < rsum.delta < rsum.ci_high and rows[0].mde > 0  # the cells above are not all alike
 
-    def ran(row, evidence):
-        return {"claim": row.claim, "baseline": "sa", "variant": "gisa", "evidence": evidence, "verdict": "supported",
-                "p_holm": row.p_holm, "informative": True, "delta": row.result.delta,
-                "ci": [row.result.ci_low, row.result.ci_high], "mde_80": row.mde, "seeds": [0, 1, 2]}
+    def ran(evidence, p, result):
+        return {"claim": "GISA relates", "baseline": "sa", "variant": "gisa", "evidence": evidence, "verdict": "supported",
+                "p_holm": p, "informative": True, "delta": pytest.approx(result.delta),
+                "ci": pytest.approx([result.ci_low, result.ci_high]),
+                "mde_80": pytest.approx(minimum_detectable_effect(result.per_seed_delta)), "seeds": [0, 1, 2]}
 
     def not_run(evidence, informative):
         return {"claim": "absent", "baseline": "sa", "variant": "sa+dif", "evidence": evidence, "verdict": "not run",
@@ -254,9 +265,10 @@ def test_the_claims_table_and_claims_json_in_full():
                 "mde_80": None, "seeds": []}
 
     assert claims_records(rows) == {
-        "rows": [ran(rows[0], "rSum"), ran(rows[1], "probe layout"), not_run("rSum", True), not_run("probe layout", False)],
+        "rows": [ran("rSum", p_holm[0], rsum), ran("probe layout", p_holm[1], SimpleNamespace(
+                     delta=50.0, ci_low=50.0, ci_high=50.0, per_seed_delta=(50.0, 50.0, 50.0))),
+                 not_run("rSum", True), not_run("probe layout", False)],
         "claims": {"GISA relates": "supported", "absent": "not run"}}
-    assert rows[0].result.ci_low != rows[0].result.ci_high and rows[0].p_holm == rows[1].p_holm > 0
 
 
 def _fake_coco_data():

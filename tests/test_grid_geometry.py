@@ -60,3 +60,8 @@ def test_touching_a_cell_is_not_covering_it(dtype):
                            [0.0, 0.0, 1.0, 1.0]]], dtype=dtype)  # the whole image
     links = alignment_graph(boxes, 9)[0]
     assert [row.nonzero().flatten().tolist() for row in links] == [[0], [], [1, 2], list(range(9))]
+
+
+def test_the_cells_follow_the_boxes_device():
+    """Built where the boxes are (a CUDA batch gets CUDA cells); the meta device stands in for a GPU here."""
+    assert alignment_graph(torch.rand(2, 3, 4, device="meta"), 9).device.type == "meta"

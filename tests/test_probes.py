@@ -65,3 +65,8 @@ def test_group_score_needs_every_caption():
 ])
 def test_informative_needs_headroom_and_someone_above_chance(accuracies, expected):
     assert informative(accuracies) is expected
+
+
+def test_scores_missing_a_twin_kind_are_refused_not_read_as_fewer_probes():
+    with pytest.raises(ValueError):  # e.g. a twins file from before a kind was added
+        probe_outcomes(np.zeros((2, 4, 5)))

@@ -62,6 +62,8 @@ def test_the_sampled_permutation_p_is_hits_plus_one_over_draws_plus_one():
 def test_a_sampled_draw_that_ties_the_observed_sum_counts():
     diffs = np.array([1.0, -1.0] * 5 + [1.0])  # |sum| is odd, so every one of the 2,048 sign vectors reaches 1
     assert stats.paired_permutation_p(diffs, np.zeros(11), n_resamples=100) == 1.0
+    # an observed sum of exactly 0 (two variants with equal accuracy): every draw reaches it, including the zero sums
+    assert stats.paired_permutation_p(np.array([1.0, -1.0] * 10), np.zeros(20), n_resamples=999) == 1.0
 
 
 def test_the_sampled_permutation_p_is_seeded_with_0_by_default():
@@ -240,6 +242,17 @@ def test_a_paired_comparison_uses_only_the_shared_seeds_and_its_seed():
     assert (other.ci_low, other.ci_high) != (result.ci_low, result.ci_high) and other.permutation_p != result.permutation_p
     assert stats.compare_paired(variant, baseline) == stats.compare_paired(variant, baseline, seed=0)
     assert stats.compare_paired(variant, {7: baseline[1]}) is None
+
+
+def test_a_paired_comparison_draws_its_strata_in_seed_order_with_i2t_first():
+    """The seeded interval a report prints is reproducible: one stratum per (seed, direction), in that order."""
+    variant = {s: _scores(300 + s, strength=0.5) for s in (4, 9)}
+    baseline = {s: _scores(400 + s) for s in (4, 9)}
+    result = stats.compare_paired(variant, baseline, seed=3)
+    diff = np.concatenate([variant[s].contributions - baseline[s].contributions for s in (4, 9)]) / 2
+    strata = np.concatenate([variant[s].strata + 2 * i for i, s in enumerate((4, 9))])  # 0, 1 | 2, 3
+    assert sorted(set(strata)) == [0, 1, 2, 3]
+    assert (result.ci_low, result.ci_high) == stats.stratified_bootstrap_ci(diff, strata, 3)
 
 
 def test_a_paired_comparison_refuses_test_sets_of_different_sizes():

@@ -166,7 +166,6 @@ def test_a_finished_cell_is_reused_only_by_the_same_config_field_by_field(result
 def _fake_grid_data():
     """ReportData for sa (blind on layout, weak retrieval) and gisa (layout solved, strong retrieval), 3 seeds,
     from hand-built ranks: no training, no MLflow."""
-    import numpy as np
     import pandas as pd
 
     from benchmark.report.data import ReportData
@@ -273,7 +272,6 @@ def test_the_claims_table_and_claims_json_in_full():
 
 def _fake_coco_data():
     """COCO runs of exactly two variants, 2 seeds: gisa retrieves better, sa solves the spatial foils and gisa does not."""
-    import numpy as np
     import pandas as pd
 
     from benchmark.report.data import ReportData

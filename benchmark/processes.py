@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 
 
 def interrupt_once(signum, frame):
@@ -33,7 +33,7 @@ def _stop_with_parent(parent: int, every_s: float = 1.0) -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # the parent is gone (its children were re-parented)
 
 
-@contextmanager
+@contextlib.contextmanager
 def worker_environment(threads: int) -> Iterator[None]:
     """While spawning: children read ``threads`` OpenMP threads and no progress bars (they share a terminal)."""
     saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "TQDM_DISABLE")}
@@ -64,7 +64,7 @@ def stop(processes: Iterable, grace_s: float = 120) -> None:
             process.kill()
 
 
-@contextmanager
+@contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM until the block ends, then act on the first one as its handler would have. A
     database write that a signal cuts short can leave its transaction's lock behind (the traceback keeps the
@@ -100,6 +100,14 @@ def _deliver(handler, signum: int) -> None:
     elif handler == signal.SIG_DFL:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+
+
+def reset_peak_rss() -> None:
+    """Start this process's ``VmHWM`` (``peak_rss_mb``) afresh from its current RSS; a no-op where Linux's
+    ``/proc/self/clear_refs`` is missing."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
 
 
 def peak_rss_mb() -> float:

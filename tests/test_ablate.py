@@ -6,11 +6,13 @@ import json
 import math
 import re
 import subprocess
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import has_latex, tiny_config
+from mlflow.tracking import MlflowClient
 
 from benchmark.ablate import run_ablation
 from benchmark.ablate.claims import NOT_INFORMATIVE, Row, claim_verdict, verdicts
@@ -50,6 +52,27 @@ def test_a_tiny_grid_completes_and_a_rerun_reuses_every_cell(results, grid_file,
     assert all(c.reused for c in second.cells)
     assert [c.run_id for c in second.cells] == [c.run_id for c in first.cells]
     assert "4 already finished (reused), 0 to run" in capsys.readouterr().out
+
+
+def test_two_workers_run_four_cells_to_the_numbers_of_one_process(results, grid_file, tmp_path):
+    """--jobs 2 over four cells: at most two worker processes run them (so one runs cells one after another),
+    and every cell has the numbers that the cells run in this process give."""
+    base = tiny_config(train={"epochs": 1})
+    alone = run_ablation(replace(base, experiment="ablate-in-process"), results, grid_file, n_seeds=2,
+                         reports=tmp_path / "reports")
+    parallel = run_ablation(replace(base, experiment="ablate-workers"), results, grid_file, n_seeds=2, jobs=2,
+                            reports=tmp_path / "reports")
+    client = MlflowClient()
+
+    def test_metrics(run_id):
+        return {k: v for k, v in client.get_run(run_id).data.metrics.items() if k.startswith("test_")}
+
+    assert [(c.name, c.reused) for c in parallel.cells] == [(c.name, False) for c in alone.cells]
+    for one, other in zip(alone.cells, parallel.cells):
+        assert test_metrics(other.run_id) == test_metrics(one.run_id) != {}
+    (logs,) = (results / "ablations").glob("tiny-*")  # the in-process run writes no logs
+    pids = [re.search(r"\(worker process (\d+)\)", log.read_text()).group(1) for log in sorted(logs.glob("*.log"))]
+    assert len(pids) == 4 and len(set(pids)) <= 2  # a process per cell would be four
 
 
 def _result(delta, per_seed, p=0.001):

@@ -1,4 +1,4 @@
-"""Measuring processes: a command's peak RSS is its own, not its parent's."""
+"""Measuring processes: a command's peak RSS is its own, not its parent's, nor that of what ran before it."""
 
 from __future__ import annotations
 
@@ -10,13 +10,24 @@ import sys
 
 import pytest
 
-from benchmark.processes import peak_rss_mb, signals_deferred
+from benchmark.processes import peak_rss_mb, reset_peak_rss, signals_deferred
 
 CHILD = """
 import resource
 from benchmark.processes import peak_rss_mb
 print(peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
+
+
+def test_after_a_reset_the_peak_rss_is_what_came_after_it():
+    """An ablation worker runs cell after cell: each run's peak must not carry an earlier cell's."""
+    ballast = bytearray(400 << 20)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])
+    before = peak_rss_mb()
+    del ballast
+    assert peak_rss_mb() > before - 50, "the control: the peak outlives the memory"
+    reset_peak_rss()
+    assert peak_rss_mb() < before - 300
 
 
 def test_a_small_child_of_a_large_process_reports_its_own_peak_rss():

@@ -104,7 +104,7 @@ def _deliver(handler, signum: int) -> None:
 
 def reset_peak_rss() -> None:
     """Start this process's ``VmHWM`` (``peak_rss_mb``) afresh from its current RSS; a no-op where Linux's
-    ``/proc/self/clear_refs`` is missing."""
+    ``/proc/self/clear_refs`` is missing. The peak the parent reads when this process ends follows it."""
     with contextlib.suppress(OSError):
         with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
             refs.write("5")

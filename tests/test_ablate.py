@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import re
 import subprocess
 from dataclasses import replace
@@ -15,7 +16,9 @@ from conftest import has_latex, tiny_config
 from mlflow.tracking import MlflowClient
 
 from benchmark.ablate import run_ablation
+from benchmark.ablate.cells import Cell
 from benchmark.ablate.claims import NOT_INFORMATIVE, Row, claim_verdict, verdicts
+from benchmark.ablate.execute import run_cells
 from benchmark.ablate.grid import load_grid
 from benchmark.data.layout import benchmarks
 from benchmark.errors import UserError
@@ -73,6 +76,19 @@ def test_two_workers_run_four_cells_to_the_numbers_of_one_process(results, grid_
     (logs,) = (results / "ablations").glob("tiny-*")  # the in-process run writes no logs
     pids = [re.search(r"\(worker process (\d+)\)", log.read_text()).group(1) for log in sorted(logs.glob("*.log"))]
     assert len(pids) == 4 and len(set(pids)) <= 2  # a process per cell would be four
+
+
+def test_an_error_in_the_parent_stops_every_worker(results, tmp_path):
+    """A worker waits for its next cell until it is told there is none: an error in the parent (here, a store
+    that fails when a cell is reported) must stop the workers, or the command would never exit."""
+    cells = [Cell(tiny_config(seed=seed, train={"epochs": 1})) for seed in range(4)]
+
+    def report(*_):
+        raise RuntimeError("the tracking store is down")
+
+    with pytest.raises(RuntimeError, match="store is down"):
+        run_cells(cells, {}, results, 2, tmp_path / "logs", report)
+    assert multiprocessing.active_children() == []
 
 
 def _result(delta, per_seed, p=0.001):

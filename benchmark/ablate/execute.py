@@ -31,7 +31,6 @@ INTERRUPTED = "interrupted"
 def _run_one(cfg_dict: dict, results: str, resume_dir: str | None) -> str:
     from benchmark import runner
 
-    reset_peak_rss()  # a run's peak RSS is its own, not that of the cells this process ran before it
     cfg = configuration.from_dict(cfg_dict)
     return runner.run(cfg, Path(results), resume_dir=Path(resume_dir) if resume_dir else None).run_id
 
@@ -40,6 +39,7 @@ def _cell(cfg_dict: dict, results: str, resume_dir: str | None, log: str) -> tup
     """Run one cell with its output in ``log``: ``(run_id, None)``, or ``(None, problem)``."""
     with open(log, "a") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
         print(f"(worker process {os.getpid()})", flush=True)
+        reset_peak_rss()  # the run's peak RSS is its own, not that of the cells this worker ran before it
         try:
             return _run_one(cfg_dict, results, resume_dir), None
         except UserError as exc:
@@ -108,9 +108,9 @@ def run_cells(cells: list[Cell], resume_dirs: dict[int, Path], results: Path, jo
             while pending and len(workers) < jobs:
                 worker = _Worker(None, spawn.SimpleQueue())
                 worker.process = spawn.Process(target=_worker, args=(worker.tasks, done, threads))
+                workers.append(worker)  # before it starts: an interruption in between still stops it
                 with worker_environment(threads):
                     worker.process.start()
-                workers.append(worker)
                 assign(worker)
             try:
                 i, run_id, problem = done.get(timeout=5)
@@ -133,6 +133,6 @@ def run_cells(cells: list[Cell], resume_dirs: dict[int, Path], results: Path, jo
             worker.tasks.put(None)
         for worker in workers:
             worker.process.join()
-    except KeyboardInterrupt:
-        stop(w.process for w in workers)
+    except BaseException:  # Ctrl-C, or an error here: a worker waiting for its next cell would wait forever
+        stop(w.process for w in workers if w.process.pid is not None)
         raise

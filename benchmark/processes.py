@@ -62,6 +62,7 @@ def stop(processes: Iterable, grace_s: float = 120) -> None:
         process.join(timeout=grace_s)
         if process.is_alive():
             process.kill()
+            process.join()
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import json
 import math
 import multiprocessing
 import re
+import signal
 import subprocess
 from dataclasses import replace
 from types import SimpleNamespace
@@ -15,13 +16,13 @@ import pytest
 from conftest import has_latex, tiny_config
 from mlflow.tracking import MlflowClient
 
-from benchmark.ablate import run_ablation
+from benchmark.ablate import execute, run_ablation
 from benchmark.ablate.cells import Cell
 from benchmark.ablate.claims import NOT_INFORMATIVE, Row, claim_verdict, verdicts
-from benchmark.ablate.execute import run_cells
 from benchmark.ablate.grid import load_grid
 from benchmark.data.layout import benchmarks
 from benchmark.errors import UserError
+from benchmark.processes import stop
 from benchmark.report.stats import PairedComparison, minimum_detectable_effect
 
 CLAIM = '[[claims]]\ntext = "GISA relates regions"\nprobe = "layout"\ncomparisons = [["sa", "gisa"]]\n'
@@ -78,17 +79,28 @@ def test_two_workers_run_four_cells_to_the_numbers_of_one_process(results, grid_
     assert len(pids) == 4 and len(set(pids)) <= 2  # a process per cell would be four
 
 
-def test_an_error_in_the_parent_stops_every_worker(results, tmp_path):
+def test_an_error_in_the_parent_stops_every_worker(results, tmp_path, monkeypatch):
     """A worker waits for its next cell until it is told there is none: an error in the parent (here, a store
-    that fails when a cell is reported) must stop the workers, or the command would never exit."""
+    that fails when a cell is reported) must stop the workers, or the command would never exit. Each must
+    leave on its SIGTERM (one waiting for a cell too, though the signal may land on one of torch's threads),
+    not only when ``stop`` gives up and kills it."""
+    exit_codes = []
+
+    def stop_and_record(processes):
+        processes = list(processes)
+        stop(processes, grace_s=30)
+        exit_codes.extend(process.exitcode for process in processes)
+
+    monkeypatch.setattr(execute, "stop", stop_and_record)
     cells = [Cell(tiny_config(seed=seed, train={"epochs": 1})) for seed in range(4)]
 
     def report(*_):
         raise RuntimeError("the tracking store is down")
 
     with pytest.raises(RuntimeError, match="store is down"):
-        run_cells(cells, {}, results, 2, tmp_path / "logs", report)
+        execute.run_cells(cells, {}, results, 2, tmp_path / "logs", report)
     assert multiprocessing.active_children() == []
+    assert len(exit_codes) == 2 and -signal.SIGKILL not in exit_codes, exit_codes
 
 
 def _result(delta, per_seed, p=0.001):

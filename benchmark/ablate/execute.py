@@ -59,7 +59,7 @@ def _worker(tasks, done, threads: int) -> None:
 
     torch.set_num_threads(threads)
     try:
-        for index, cfg_dict, results, resume_dir, log in iter(tasks.get, None):
+        for index, cfg_dict, results, resume_dir, log in iter(lambda: _next_task(tasks), None):
             run_id, problem = _cell(cfg_dict, results, resume_dir, log)
             done.put((index, run_id, problem))
             if problem == INTERRUPTED:
@@ -68,10 +68,18 @@ def _worker(tasks, done, threads: int) -> None:
         return
 
 
+def _next_task(tasks):
+    """The next item on ``tasks``, waking each second: a signal that one of torch's threads takes (Linux hands
+    a process's signal to any of its threads) runs its Python handler only once the main thread runs again."""
+    while True:
+        with contextlib.suppress(queues.Empty):
+            return tasks.get(timeout=1)
+
+
 @dataclass
 class _Worker:
     process: multiprocessing.Process
-    tasks: multiprocessing.SimpleQueue
+    tasks: multiprocessing.Queue
     cell: int | None = None  # the index of the cell it runs now
     started: float = 0.0
 
@@ -106,7 +114,7 @@ def run_cells(cells: list[Cell], resume_dirs: dict[int, Path], results: Path, jo
                 if worker.cell is None and pending:
                     assign(worker)
             while pending and len(workers) < jobs:
-                worker = _Worker(None, spawn.SimpleQueue())
+                worker = _Worker(None, spawn.Queue())
                 worker.process = spawn.Process(target=_worker, args=(worker.tasks, done, threads))
                 workers.append(worker)  # before it starts: an interruption in between still stops it
                 with worker_environment(threads):

@@ -114,8 +114,8 @@ def run_cells(cells: list[Cell], resume_dirs: dict[int, Path], results: Path, jo
                 if worker.cell is None and pending:
                     assign(worker)
             while pending and len(workers) < jobs:
-                worker = _Worker(None, spawn.Queue())
-                worker.process = spawn.Process(target=_worker, args=(worker.tasks, done, threads))
+                tasks = spawn.Queue()
+                worker = _Worker(spawn.Process(target=_worker, args=(tasks, done, threads)), tasks)
                 workers.append(worker)  # before it starts: an interruption in between still stops it
                 with worker_environment(threads):
                     worker.process.start()

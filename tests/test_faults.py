@@ -124,22 +124,26 @@ def test_an_interrupted_ablation_cell_resumes_from_its_checkpoint_to_the_same_nu
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == uninterrupted
 
 
+def _worker_pid(log) -> int:
+    """The process id an ablation cell's log starts with."""
+    return int(re.search(r"\(worker process (\d+)\)", log.read_text()).group(1))
+
+
 def test_an_ablation_worker_killed_with_kill_9_fails_its_cell_and_the_other_cells_finish(tmp_path):
     """--jobs 2 over three cells: the worker of the first cell past its first checkpoint is killed (as the
     out-of-memory killer would); that cell is reported, the other two finish, and no worker is left."""
     _write_inputs(tmp_path)
     process = _started_past_its_first_checkpoint(_ablate(tmp_path, "--seeds", "3", "--jobs", "2"), tmp_path)
-    (run_dir,) = [p.parent.parent for p in tmp_path.glob("results/runs/*/checkpoints/last.pt")][:1]
+    run_dir = next(tmp_path.glob("results/runs/*/checkpoints/last.pt")).parent.parent
     seed = run_dir.name.rsplit("seed", 1)[1]
     logs = tmp_path / "results" / "ablations"
-    pid = int(re.search(r"\(worker process (\d+)\)", next(logs.glob(f"*/sa-seed{seed}.log")).read_text()).group(1))
-    os.kill(pid, signal.SIGKILL)
+    os.kill(_worker_pid(next(logs.glob(f"*/sa-seed{seed}.log"))), signal.SIGKILL)
     output = process.communicate(timeout=300)[0]
     assert process.returncode == 2, output
     assert f"sa seed {seed}: its process died (exit code -9)" in output
     assert output.count(": test rSum ") == 2 and "Traceback" not in output, output
     for log in logs.glob("*/*.log"):
-        worker = int(re.search(r"\(worker process (\d+)\)", log.read_text()).group(1))
+        worker = _worker_pid(log)
         assert not os.path.exists(f"/proc/{worker}") or "zombie" in open(f"/proc/{worker}/status").read().lower()
 
 

@@ -100,6 +100,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     pretrained_lr_scale: float = 0.1  # lr multiplier of pretrained weights (the bert encoder), as vse_infty
     grad_clip: float = 2.0  # max gradient norm; 0 disables clipping
+    feature_noise: float = 0.0  # std of fresh Gaussian noise on each training batch's region and grid features (0: off; README)
     margin: float = 0.2  # hinge margin of the triplet loss (VSE++)
     warmup_epochs: int = 1  # epochs of sum-over-negatives before hardest negatives (vse_infty)
     group_batches: bool = True  # keep twin groups in one batch, so twins are hard negatives
@@ -155,8 +156,8 @@ VALID = {
     "train.lr": "(0, inf)",
     "train.lr_milestones": AT_LEAST_1,
     "train.lr_gamma": "(0, 1]",
-    **{f"train.{key}": AT_LEAST_0 for key in ("weight_decay", "pretrained_lr_scale", "grad_clip", "margin", "warmup_epochs",
-                                              "twin_margin")},
+    **{f"train.{key}": AT_LEAST_0 for key in ("weight_decay", "pretrained_lr_scale", "grad_clip", "feature_noise", "margin",
+                                              "warmup_epochs", "twin_margin")},
     "eval.batch_size": AT_LEAST_1,
     "eval.image_chunk": AT_LEAST_1,
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from benchmark.data.layout import CAPTIONS_PER_IMAGE
 from benchmark.data.loader import Split
 from benchmark.evaluation import Evaluation, autocast, evaluate
 from benchmark.loss import triplet_loss
-from variants import RetrievalModel
+from variants import ImageBatch, RetrievalModel
 
 
 @dataclass
@@ -78,6 +78,18 @@ def parameter_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, 
     if pretrained:
         groups.append({"params": pretrained, "lr": cfg.lr * cfg.pretrained_lr_scale})
     return groups
+
+
+def with_feature_noise(images: ImageBatch, std: float) -> ImageBatch:
+    """A training batch's images with fresh Gaussian noise of ``std`` on every region and grid feature (boxes
+    unchanged), drawn from the torch RNG that dropout uses; ``std`` 0 returns the batch itself and draws nothing.
+    Off by default (``train.feature_noise``): it stops the linear controls from memorising each synthetic
+    image's one noise draw, but the positive controls learn less surely with it (README)."""
+    if std == 0:
+        return images
+    regions = images.regions + std * torch.randn_like(images.regions)
+    grid = None if images.grid is None else images.grid + std * torch.randn_like(images.grid)
+    return replace(images, regions=regions, grid=grid)
 
 
 class PairScores(torch.nn.Module):
@@ -133,6 +145,7 @@ class Trainer:
         start, loss_sum = time.perf_counter(), 0.0
         for step, (batch, (_, gather), (images, texts, _, _)) in enumerate(zip(batches, shards, loader), start=1):
             image_ids = batch // CAPTIONS_PER_IMAGE  # the global batch's: the loss sees all of it
+            images = with_feature_noise(images, self.cfg.feature_noise)
             with autocast(self.device, self.amp):
                 sims = self.scores(images.to(self.device), texts.to(self.device), gather)
                 groups = None if self.cfg.twins_in_hardest else torch.from_numpy(pairs.group_of[image_ids]).to(self.device)

@@ -53,6 +53,7 @@ class SyntheticConfig:
     objects_per_image: int = 3  # two mentioned objects plus distractors
     regions_per_object: int = 3
     noise: float = 0.5  # std of the Gaussian noise added to every feature
+    fresh_train_noise: bool = True  # train split written clean; each training batch draws its noise afresh (README)
     entangle: float = 0.0  # 0..1: overlapping regions mix their features ("feature entanglement")
     seed: int = 0
 
@@ -100,7 +101,6 @@ class TrainConfig:
     weight_decay: float = 1e-4
     pretrained_lr_scale: float = 0.1  # lr multiplier of pretrained weights (the bert encoder), as vse_infty
     grad_clip: float = 2.0  # max gradient norm; 0 disables clipping
-    feature_noise: float = 0.0  # std of fresh Gaussian noise on each training batch's region and grid features (0: off; README)
     margin: float = 0.2  # hinge margin of the triplet loss (VSE++)
     warmup_epochs: int = 1  # epochs of sum-over-negatives before hardest negatives (vse_infty)
     group_batches: bool = True  # keep twin groups in one batch, so twins are hard negatives
@@ -156,7 +156,7 @@ VALID = {
     "train.lr": "(0, inf)",
     "train.lr_milestones": AT_LEAST_1,
     "train.lr_gamma": "(0, 1]",
-    **{f"train.{key}": AT_LEAST_0 for key in ("weight_decay", "pretrained_lr_scale", "grad_clip", "feature_noise", "margin",
+    **{f"train.{key}": AT_LEAST_0 for key in ("weight_decay", "pretrained_lr_scale", "grad_clip", "margin",
                                               "warmup_epochs", "twin_margin")},
     "eval.batch_size": AT_LEAST_1,
     "eval.image_chunk": AT_LEAST_1,

@@ -25,7 +25,7 @@ from benchmark import config as configuration
 from benchmark import distributed, tracking
 from benchmark.checkpoint import load_checkpoint, load_weights
 from benchmark.config import RunConfig
-from benchmark.data.datasets import check_inputs, dataset_root, open_dataset
+from benchmark.data.datasets import check_inputs, dataset_root, open_dataset, train_feature_noise
 from benchmark.data.digest import dataset_digest
 from benchmark.data.layout import TEST_PREFIX, WHOLE_SPLIT, Benchmark, DatasetSpec
 from benchmark.data.loader import Split, dataset_folder, dataset_spec
@@ -136,7 +136,7 @@ class Prepared:
 
     def training_data(self) -> TrainingData:
         train, dev, _ = (self.splits[name] for name in self.dataset.splits)
-        return TrainingData(train, self.tokens[train.name], dev, self.tokens[dev.name])
+        return TrainingData(train, self.tokens[train.name], dev, self.tokens[dev.name], train_feature_noise(self.cfg.data))
 
     def meta(self) -> dict[str, Any]:
         """What every checkpoint stores so that it is self-contained."""

@@ -38,6 +38,7 @@ class TrainingData:
     train_tokens: list[list[int]]
     dev: Split
     dev_tokens: list[list[int]]
+    train_noise: float = 0.0  # std of the Gaussian noise each training batch draws afresh (``data.datasets.train_feature_noise``)
 
 
 @dataclass
@@ -83,8 +84,8 @@ def parameter_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, 
 def with_feature_noise(images: ImageBatch, std: float) -> ImageBatch:
     """A training batch's images with fresh Gaussian noise of ``std`` on every region and grid feature (boxes
     unchanged), drawn from the torch RNG that dropout uses; ``std`` 0 returns the batch itself and draws nothing.
-    Off by default (``train.feature_noise``): it stops the linear controls from memorising each synthetic
-    image's one noise draw, but the positive controls learn less surely with it (README)."""
+    The synthetic train split is written without noise and draws it here, each batch anew, so that no model can
+    memorise an image's one noise draw (``data.synthetic.fresh_train_noise``, README)."""
     if std == 0:
         return images
     regions = images.regions + std * torch.randn_like(images.regions)
@@ -111,8 +112,9 @@ class PairScores(torch.nn.Module):
 class Trainer:
     """Optimiser, schedule and one epoch of updates (on this rank's shard of each batch under torchrun)."""
 
-    def __init__(self, model: RetrievalModel, cfg: TrainConfig, device: torch.device, ctx: distributed.Context = distributed.Context()):
-        self.model, self.cfg, self.device, self.ctx = model, cfg, device, ctx
+    def __init__(self, model: RetrievalModel, cfg: TrainConfig, device: torch.device, ctx: distributed.Context = distributed.Context(),
+                 feature_noise: float = 0.0):
+        self.model, self.cfg, self.device, self.ctx, self.feature_noise = model, cfg, device, ctx, feature_noise
         self.scores = PairScores(model)
         if ctx.distributed:
             # Some variants own parameters that no step uses (none+grid's region projection, BERT's pooler): DDP must
@@ -145,7 +147,7 @@ class Trainer:
         start, loss_sum = time.perf_counter(), 0.0
         for step, (batch, (_, gather), (images, texts, _, _)) in enumerate(zip(batches, shards, loader), start=1):
             image_ids = batch // CAPTIONS_PER_IMAGE  # the global batch's: the loss sees all of it
-            images = with_feature_noise(images, self.cfg.feature_noise)
+            images = with_feature_noise(images, self.feature_noise)
             with autocast(self.device, self.amp):
                 sims = self.scores(images.to(self.device), texts.to(self.device), gather)
                 groups = None if self.cfg.twins_in_hardest else torch.from_numpy(pairs.group_of[image_ids]).to(self.device)
@@ -174,7 +176,7 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
     self-contained for ``benchmark eval``. Under torchrun every rank trains; rank 0 alone evaluates dev,
     writes the checkpoints and calls ``on_epoch`` while the others wait, and only its progress is meaningful.
     """
-    trainer = Trainer(model, cfg.train, device, ctx)
+    trainer = Trainer(model, cfg.train, device, ctx, data.train_noise)
     progress = Progress()
     if resume is not None:
         load_weights(model, resume, checkpoint_dir / "last.pt")

@@ -13,7 +13,7 @@ from benchmark.data.loader import (
     load_splits,
     resolve_root,
 )
-from benchmark.data.synthetic import ensure_dataset
+from benchmark.data.synthetic import ensure_dataset, training_noise
 from benchmark.errors import UserError
 from variants import VariantSpec
 
@@ -24,6 +24,11 @@ def dataset_root(cfg: DataConfig, results_dir: Path) -> Path:
     if cfg.dataset == "synthetic":
         return ensure_dataset(cfg.synthetic, results_dir)
     return resolve_root(cfg.data_root)
+
+
+def train_feature_noise(cfg: DataConfig) -> float:
+    """The std of the Gaussian noise that each training batch's features draw afresh (synthetic data only)."""
+    return training_noise(cfg.synthetic) if cfg.dataset == "synthetic" else 0.0
 
 
 def open_dataset(cfg: DataConfig, results_dir: Path, splits: tuple[str, ...] | None = None) -> tuple[DatasetSpec, dict[str, Split]]:

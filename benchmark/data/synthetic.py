@@ -12,8 +12,13 @@ objects the captions mention each stand on a surface of their own ("a red dog on
   surface embedding in the cells under its box (weighted by the share of the cell it covers).
 - **Captions**: five templates per image, each naming both mentioned objects' colours, classes and
   surfaces, the spatial relation between them, and the background.
+- **Noise**: dev and test features carry one Gaussian draw each (std ``noise``). With
+  ``fresh_train_noise`` (the default) the train split is written without it, and training draws it
+  afresh for every batch (``benchmark.training.with_feature_noise``): no training image carries one
+  draw that a model could memorise (README: the linear controls did, and overfit).
 - Images come in **groups of five**: a base image and one *twin* per probe, each differing from the
-  base in exactly one factor (a minimal pair; every noise draw is shared by the group):
+  base in exactly one factor (a minimal pair; every random draw written to the files is shared by
+  the group):
 
   ========  ==================================  ===============================================
   twin      what changes                        what cannot tell it from the base, by construction
@@ -202,16 +207,16 @@ def _iou(boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
 
 
-def _draws(rng: np.random.Generator, cfg: SyntheticConfig) -> Draws:
+def _draws(rng: np.random.Generator, cfg: SyntheticConfig, noise: float) -> Draws:
     n_object_regions = cfg.objects_per_image * cfg.regions_per_object
     n_clutter = cfg.n_regions - n_object_regions
     return Draws(
         jitter=rng.normal(0, 0.05, size=(n_object_regions, 4)),
         clutter=np.array([_box_around(rng.uniform(0.05, 0.95, size=2), rng.uniform(0.05, 0.3, size=2))
                           for _ in range(n_clutter)]).reshape(n_clutter, 4),
-        region_noise=cfg.noise * rng.normal(size=(cfg.n_regions, cfg.region_dim)),
+        region_noise=noise * rng.normal(size=(cfg.n_regions, cfg.region_dim)),
         order=rng.permutation(cfg.n_regions),
-        grid_noise=cfg.noise * rng.normal(size=(cfg.grid_size**2, cfg.grid_dim)),
+        grid_noise=noise * rng.normal(size=(cfg.grid_size**2, cfg.grid_dim)),
     )
 
 
@@ -259,14 +264,21 @@ def _embeddings(cfg: SyntheticConfig) -> Embeddings:
     )
 
 
+def training_noise(cfg: SyntheticConfig) -> float:
+    """The std of the noise each training batch draws afresh: ``noise`` with ``fresh_train_noise`` (the train split
+    is then written without noise, so no image carries one draw a model could memorise), else 0."""
+    return cfg.noise if cfg.fresh_train_noise else 0.0
+
+
 def write_split(folder: Path, split: str, n_groups: int, cfg: SyntheticConfig, emb: Embeddings, stream: int) -> None:
     """Generate ``n_groups`` groups (a base and its twins) and write them in the precomp layout."""
     rng = np.random.default_rng([cfg.seed, stream])
+    written = cfg.noise - (training_noise(cfg) if split == "train" else 0.0)  # the noise drawn once, into the files
     scenes, draws = [], []
     for _ in range(n_groups):
         group = _group(rng, cfg, _base_scene(rng, cfg))
         scenes += group
-        draws += [_draws(rng, cfg)] * len(group)
+        draws += [_draws(rng, cfg, written)] * len(group)
     regions, boxes = zip(*(_regions(cfg, emb, s, d) for s, d in zip(scenes, draws, strict=True)))
     files = SplitFiles(folder, split)
     np.save(files.regions, np.stack(regions))

@@ -53,7 +53,7 @@ class SyntheticConfig:
     objects_per_image: int = 3  # two mentioned objects plus distractors
     regions_per_object: int = 3
     noise: float = 0.5  # std of the Gaussian noise added to every feature
-    fresh_train_noise: bool = True  # train split written clean; each training batch draws its noise afresh (README)
+    fresh_train_noise: bool = True  # train split written clean; each training step draws a group's noise afresh (README)
     entangle: float = 0.0  # 0..1: overlapping regions mix their features ("feature entanglement")
     seed: int = 0
 
@@ -156,8 +156,8 @@ VALID = {
     "train.lr": "(0, inf)",
     "train.lr_milestones": AT_LEAST_1,
     "train.lr_gamma": "(0, 1]",
-    **{f"train.{key}": AT_LEAST_0 for key in ("weight_decay", "pretrained_lr_scale", "grad_clip", "margin",
-                                              "warmup_epochs", "twin_margin")},
+    **{f"train.{key}": AT_LEAST_0 for key in ("weight_decay", "pretrained_lr_scale", "grad_clip", "margin", "warmup_epochs",
+                                              "twin_margin")},
     "eval.batch_size": AT_LEAST_1,
     "eval.image_chunk": AT_LEAST_1,
 }

@@ -17,7 +17,8 @@ gradient each rank's L sends to a shard, so a rank's own embeddings receive N * 
 after the embeddings (the alignment's) see the full L on every rank and are averaged to dL/dtheta too.
 A global batch smaller than N is not cut: every rank computes it whole and alone, and the average is again
 dL/dtheta. With dropout, each rank draws its own masks, so N ranks match one process in distribution, not bit
-for bit; with dropout 0, one step on N ranks equals one step on one process up to float rounding (a test). A collective
+for bit; with dropout 0, one step on N ranks equals one step on one process up to float rounding (a test; fresh training
+noise is drawn per step, not per rank: ``training.with_feature_noise``). A collective
 error is taken for another rank's failure (``peer_failed``), since it is almost always that.
 """
 

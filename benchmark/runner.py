@@ -116,6 +116,15 @@ def _open_resume(run_dir: Path) -> tuple[RunConfig, dict[str, Any] | None, str]:
     return cfg, checkpoint, json.loads((run_dir / "run.json").read_text())["mlflow_run_id"]
 
 
+def _check_same_data(run_id: str, digest: str) -> None:
+    """Refuse to resume on other data than the run started with (a default that changed since can change the data
+    a saved config resolves to, e.g. ``data.synthetic.fresh_train_noise``, added after such runs)."""
+    started = tracking.existing_run(run_id).data.tags.get("dataset_digest")
+    if started not in (None, digest):
+        raise UserError(f"this run started on other data (dataset digest {started}, now {digest}): its config resolves to "
+                        "another dataset today; start a new run instead of --resume")
+
+
 def _save_outputs(run_dir: Path, test: Evaluation, summary: dict[str, Any]) -> None:
     np.savez_compressed(run_dir / "ranks.npz", **test.ranks, **{f"probe_{k}": v for k, v in test.probes.items()})
     (run_dir / "metrics.json").write_text(json.dumps(summary | {"test": test.metrics}, indent=2))
@@ -279,6 +288,8 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
         live.enter_context(live_lock(run_dir))
     env = tracking.environment()
     digest = dataset_digest(prepared.splits)
+    if run_id is not None:
+        _check_same_data(run_id, digest)
     if run_id is None:
         configuration.save_toml(cfg, run_dir / "config.toml")
         vocab.save(run_dir / "vocab.json")

@@ -219,6 +219,18 @@ class TrackedRun:
         )
 
 
+def existing_run(run_id: str):
+    """The MLflow run ``run_id`` of the current store, or a one-line error saying how to reach its store."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"MLflow run {run_id} is not in the store {mlflow.get_tracking_uri()}; resume with the "
+                        "--results-dir (or MLFLOW_TRACKING_URI) the run started with") from None
+
+
 @contextlib.contextmanager
 def tracked_run(cfg: configuration.RunConfig, experiment: str, device: str, *, run_id: str | None = None,
                 run_name: str | None = None, parent_run_id: str | None = None, tags: dict[str, str] | None = None,
@@ -234,14 +246,9 @@ def tracked_run(cfg: configuration.RunConfig, experiment: str, device: str, *, r
     under ``parent_run_id`` is a sweep trial. With ``outcome_tag``, the outcome is also that tag's value.
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     if run_id is not None:
-        try:
-            mlflow.get_run(run_id)
-        except MlflowException:
-            raise UserError(f"MLflow run {run_id} is not in the store {mlflow.get_tracking_uri()}; resume with the "
-                            "--results-dir (or MLFLOW_TRACKING_URI) the run started with") from None
+        existing_run(run_id)
     active = mlflow.start_run(run_id=run_id, experiment_id=experiment, run_name=run_name,
                               parent_run_id=parent_run_id, nested=parent_run_id is not None)
     run = TrackedRun(active.info.run_id, echo)

@@ -38,7 +38,7 @@ class TrainingData:
     train_tokens: list[list[int]]
     dev: Split
     dev_tokens: list[list[int]]
-    train_noise: float = 0.0  # std of the Gaussian noise each training batch draws afresh (``data.datasets.train_feature_noise``)
+    train_noise: float  # std of the noise training draws afresh each step (``benchmark.data.datasets.train_feature_noise``)
 
 
 @dataclass
@@ -81,16 +81,25 @@ def parameter_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, 
     return groups
 
 
-def with_feature_noise(images: ImageBatch, std: float) -> ImageBatch:
-    """A training batch's images with fresh Gaussian noise of ``std`` on every region and grid feature (boxes
-    unchanged), drawn from the torch RNG that dropout uses; ``std`` 0 returns the batch itself and draws nothing.
-    The synthetic train split is written without noise and draws it here, each batch anew, so that no model can
-    memorise an image's one noise draw (``data.synthetic.fresh_train_noise``, README)."""
+def with_feature_noise(images: ImageBatch, std: float, row_groups: np.ndarray, batch_groups: np.ndarray,
+                       seed: tuple[int, ...]) -> ImageBatch:
+    """A training step's images with fresh Gaussian noise of ``std`` on every region and grid feature (boxes unchanged).
+
+    The synthetic train split is written without noise and draws it here, so that no model can memorise an image's
+    one draw (``data.synthetic.fresh_train_noise``, README). As in the files, a twin group shares one draw, so twins
+    stay minimal pairs: one draw per group of the global batch (``batch_groups``, sorted and unique), given to each
+    row by its group (``row_groups``: this rank's rows). The draws depend on ``seed`` (run seed, epoch, step) alone,
+    so a torchrun rank draws what one process would and a resumed run what an uninterrupted one did. ``std`` 0
+    returns the batch itself."""
     if std == 0:
         return images
-    regions = images.regions + std * torch.randn_like(images.regions)
-    grid = None if images.grid is None else images.grid + std * torch.randn_like(images.grid)
-    return replace(images, regions=regions, grid=grid)
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+    rows = torch.from_numpy(np.searchsorted(batch_groups, row_groups))
+
+    def noisy(features: torch.Tensor) -> torch.Tensor:
+        return features + std * torch.randn((len(batch_groups), *features.shape[1:]), generator=generator)[rows]
+
+    return replace(images, regions=noisy(images.regions), grid=None if images.grid is None else noisy(images.grid))
 
 
 class PairScores(torch.nn.Module):
@@ -113,8 +122,10 @@ class Trainer:
     """Optimiser, schedule and one epoch of updates (on this rank's shard of each batch under torchrun)."""
 
     def __init__(self, model: RetrievalModel, cfg: TrainConfig, device: torch.device, ctx: distributed.Context = distributed.Context(),
-                 feature_noise: float = 0.0):
-        self.model, self.cfg, self.device, self.ctx, self.feature_noise = model, cfg, device, ctx, feature_noise
+                 feature_noise: float = 0.0, seed: int = 0):
+        """``feature_noise``: the std of the noise each step draws (``with_feature_noise``, seeded by ``seed``)."""
+        self.model, self.cfg, self.device, self.ctx = model, cfg, device, ctx
+        self.feature_noise, self.seed = feature_noise, seed
         self.scores = PairScores(model)
         if ctx.distributed:
             # Some variants own parameters that no step uses (none+grid's region projection, BERT's pooler): DDP must
@@ -145,9 +156,10 @@ class Trainer:
         bar = tqdm(total=n_pairs, desc=f"epoch {epoch}/{total}", unit="pair", leave=False, dynamic_ncols=True,
                    disable=not self.ctx.main)
         start, loss_sum = time.perf_counter(), 0.0
-        for step, (batch, (_, gather), (images, texts, _, _)) in enumerate(zip(batches, shards, loader), start=1):
+        for step, (batch, (_, gather), (images, texts, _, row_groups)) in enumerate(zip(batches, shards, loader), start=1):
             image_ids = batch // CAPTIONS_PER_IMAGE  # the global batch's: the loss sees all of it
-            images = with_feature_noise(images, self.feature_noise)
+            images = with_feature_noise(images, self.feature_noise, row_groups.numpy(), np.unique(pairs.group_of[image_ids]),
+                                        (self.seed, epoch, step))
             with autocast(self.device, self.amp):
                 sims = self.scores(images.to(self.device), texts.to(self.device), gather)
                 groups = None if self.cfg.twins_in_hardest else torch.from_numpy(pairs.group_of[image_ids]).to(self.device)
@@ -176,7 +188,7 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
     self-contained for ``benchmark eval``. Under torchrun every rank trains; rank 0 alone evaluates dev,
     writes the checkpoints and calls ``on_epoch`` while the others wait, and only its progress is meaningful.
     """
-    trainer = Trainer(model, cfg.train, device, ctx, data.train_noise)
+    trainer = Trainer(model, cfg.train, device, ctx, data.train_noise, cfg.seed)
     progress = Progress()
     if resume is not None:
         load_weights(model, resume, checkpoint_dir / "last.pt")

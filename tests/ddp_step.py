@@ -19,7 +19,7 @@ cfg = tiny_config(model={"variant": variant, "dropout": 0.0}, train={"batch_size
 prepared = runner.prepare(cfg, Path(results), ctx=ctx)
 data = prepared.training_data()
 initial = {name: weights.clone() for name, weights in prepared.model.state_dict().items()}
-trainer = Trainer(prepared.model, cfg.train, prepared.device, ctx)
+trainer = Trainer(prepared.model, cfg.train, prepared.device, ctx, data.train_noise, cfg.seed)  # fresh noise: per step, not per rank
 batches = epoch_batches(training_groups(data.train, cfg.train.group_batches, []), cfg.train.batch_size, np.random.default_rng(0))
 loss, _, _ = trainer.train_epoch(CaptionPairs(data.train, data.train_tokens), [batches[0], batches[-1]], 1, 1)
 if ctx.main:

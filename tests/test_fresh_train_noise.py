@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from benchmark import config, runner
@@ -11,37 +12,58 @@ from benchmark.data.datasets import train_feature_noise
 from benchmark.data.inspection import generate
 from benchmark.data.loader import load_split
 from benchmark.data.synthetic import ensure_dataset
+from benchmark.errors import UserError
 from benchmark.training import fit, with_feature_noise
 from variants import ImageBatch
 
 SMALL = dict(train_groups=3, dev_groups=2, test_groups=2, n_regions=10, region_dim=12, grid_size=3, grid_dim=6)
 
 
-def test_noise_is_fresh_each_batch_on_regions_and_grid_and_leaves_boxes_alone():
-    images = ImageBatch(regions=torch.zeros(400, 10, 16), boxes=torch.rand(400, 10, 4), grid=torch.zeros(400, 9, 8))
-    torch.manual_seed(0)
-    first, second = with_feature_noise(images, 0.5), with_feature_noise(images, 0.5)
+def _zeros(rows: int) -> ImageBatch:
+    return ImageBatch(regions=torch.zeros(rows, 10, 16), boxes=torch.rand(rows, 10, 4), grid=torch.zeros(rows, 9, 8))
+
+
+def test_a_twin_group_shares_one_fresh_draw_per_step_on_regions_and_grid_and_boxes_stay():
+    groups = np.repeat(np.arange(400), 5)  # five rows (a group's images and captions) per group
+    images = _zeros(len(groups))
+    first = with_feature_noise(images, 0.5, groups, np.arange(400), (0, 1, 1))
     assert abs(first.regions.std().item() - 0.5) < 0.01 and abs(first.grid.std().item() - 0.5) < 0.01
-    assert not torch.equal(first.regions, second.regions) and not torch.equal(first.grid, second.grid)
-    assert first.boxes is images.boxes
-    assert images.regions.abs().sum() == 0  # the batch itself is not changed
-    assert with_feature_noise(images, 0.0) is images
-    assert with_feature_noise(ImageBatch(regions=torch.zeros(2, 3, 4)), 1.0).grid is None
+    assert torch.equal(first.regions[0], first.regions[4]) and not torch.equal(first.regions[0], first.regions[5])
+    assert torch.equal(first.grid[5], first.grid[9]) and not torch.equal(first.grid[0], first.grid[5])
+    following = with_feature_noise(images, 0.5, groups, np.arange(400), (0, 1, 2))  # the next step draws afresh
+    assert not torch.equal(first.regions, following.regions) and not torch.equal(first.grid, following.grid)
+    assert torch.equal(first.regions, with_feature_noise(images, 0.5, groups, np.arange(400), (0, 1, 1)).regions)
+    assert first.boxes is images.boxes and images.regions.abs().sum() == 0  # the batch itself is not changed
+    assert with_feature_noise(images, 0.0, groups, np.arange(400), (0, 1, 1)) is images
+    assert with_feature_noise(ImageBatch(regions=torch.zeros(2, 3, 4)), 1.0, np.array([0, 1]), np.arange(2), (0, 1, 1)).grid is None
 
 
-def _splits(tmp_path, fresh: bool):
-    root = ensure_dataset(SyntheticConfig(**SMALL, fresh_train_noise=fresh), tmp_path / str(fresh))
-    return {name: load_split(root / "synthetic_precomp", name) for name in ("train", "test")}
+def test_a_ranks_shard_draws_what_one_process_gives_those_rows():
+    groups = np.array([3, 3, 7, 7, 7, 9, 12, 12])
+    whole = with_feature_noise(_zeros(8), 1.0, groups, np.unique(groups), (4, 2, 5))
+    shard = with_feature_noise(_zeros(3), 1.0, groups[5:], np.unique(groups), (4, 2, 5))  # rank 1 of a split batch
+    assert torch.equal(shard.regions, whole.regions[5:]) and torch.equal(shard.grid, whole.grid[5:])
+
+
+def _splits(tmp_path, **overrides):
+    root = ensure_dataset(SyntheticConfig(**SMALL | overrides), tmp_path / str(sorted(overrides.items())))
+    return {name: load_split(root / "synthetic_precomp", name) for name in ("train", "dev", "test")}
 
 
 def test_only_the_train_split_is_written_without_noise_and_its_scenes_stay_the_same(tmp_path):
-    fresh, fixed = _splits(tmp_path, True), _splits(tmp_path, False)
-    clutter = lambda split: split.regions[np.abs(split.regions).sum(axis=2) < 1e-6]  # object-free regions, noise-free
-    assert len(clutter(fresh["train"])) == fresh["train"].n_images * (10 - 3 * 3) and len(clutter(fixed["train"])) == 0
-    np.testing.assert_array_equal(fresh["test"].regions, fixed["test"].regions)  # dev and test keep their draws
-    np.testing.assert_array_equal(fresh["test"].grid, fixed["test"].grid)
-    assert fresh["train"].captions == fixed["train"].captions  # one random stream: the same scenes, boxes and words
-    np.testing.assert_array_equal(fresh["train"].boxes, fixed["train"].boxes)
+    fresh, fixed, clean = _splits(tmp_path), _splits(tmp_path, fresh_train_noise=False), _splits(tmp_path, noise=0.0, fresh_train_noise=False)
+    for name in ("regions", "grid", "boxes"):  # one random stream: the same scenes, boxes and words, without the noise
+        np.testing.assert_array_equal(getattr(fresh["train"], name), getattr(clean["train"], name))
+        for split in ("dev", "test"):  # they keep their one draw per group
+            np.testing.assert_array_equal(getattr(fresh[split], name), getattr(fixed[split], name))
+    assert fresh["train"].captions == fixed["train"].captions
+    assert not np.array_equal(fresh["train"].regions, fixed["train"].regions)
+
+
+def test_entangled_regions_need_the_fixed_draw(tmp_path):
+    with pytest.raises(UserError, match="fresh_train_noise=false"):
+        ensure_dataset(SyntheticConfig(**SMALL, entangle=0.5), tmp_path)
+    ensure_dataset(SyntheticConfig(**SMALL, entangle=0.5, fresh_train_noise=False), tmp_path)
 
 
 def test_the_noise_drawn_is_the_datasets_on_synthetic_data_only():

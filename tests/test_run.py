@@ -134,3 +134,13 @@ def test_a_coco_layout_reports_1k_fold_mean_and_5k(results, tiny, tmp_path):
     # caption foils instead: "image 3 caption 1 with a dog" has one noun and no spatial word, but can be shuffled
     assert metrics["test_foiled_nouns"] == 0 and metrics["test_foiled_spatial"] == 0 and metrics["test_foiled_shuffle"] == 100
     assert 0 <= metrics["test_probe_foil_shuffle"] <= 100 and "test_probe_foil_nouns" not in metrics
+
+
+def test_resuming_on_data_that_changed_since_the_run_started_is_refused(results, tiny):
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(tiny(), results, on_epoch=stop_after(1))
+    killed_dir = max((results / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    saved = killed_dir / "config.toml"  # as if the run started when a default gave other data
+    saved.write_text(saved.read_text().replace("fresh_train_noise = true", "fresh_train_noise = false"))
+    with pytest.raises(UserError, match=r"this run started on other data \(dataset digest \w+, now \w+\)"):
+        runner.run(tiny(), results, resume_dir=killed_dir)

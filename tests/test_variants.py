@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from benchmark.data.datasets import check_inputs
+from benchmark.data.datasets import check_inputs, train_feature_noise
 from benchmark.data.layout import DATASETS, TWIN_KINDS
 from benchmark.data.loader import load_splits
 from benchmark.data.synthetic import ensure_dataset
@@ -52,7 +52,8 @@ def test_every_variant_trains_one_epoch_and_evaluates(spec, tiny_splits, tmp_pat
     vocab = Vocabulary.build(train.captions)
     model = build_model(cfg.model, feature_dims(train, len(vocab)))
     tokenize = model.tokenizer(vocab)
-    data = TrainingData(train, [tokenize(c) for c in train.captions], dev, [tokenize(c) for c in dev.captions])
+    data = TrainingData(train, [tokenize(c) for c in train.captions], dev, [tokenize(c) for c in dev.captions],
+                        train_feature_noise(cfg.data))
     progress = fit(model, data, cfg, torch.device("cpu"), tmp_path, meta={})
     assert progress.epoch == 1 and np.isfinite(progress.best_score)
     result = evaluate(model, test, [tokenize(c) for c in test.captions], cfg.eval, torch.device("cpu"))

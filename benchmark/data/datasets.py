@@ -13,7 +13,7 @@ from benchmark.data.loader import (
     load_splits,
     resolve_root,
 )
-from benchmark.data.synthetic import ensure_dataset, training_noise
+from benchmark.data.synthetic import ensure_dataset
 from benchmark.errors import UserError
 from variants import VariantSpec
 
@@ -27,8 +27,9 @@ def dataset_root(cfg: DataConfig, results_dir: Path) -> Path:
 
 
 def train_feature_noise(cfg: DataConfig) -> float:
-    """The std of the Gaussian noise that each training batch's features draw afresh (synthetic data only)."""
-    return training_noise(cfg.synthetic) if cfg.dataset == "synthetic" else 0.0
+    """The std of the Gaussian noise that training draws afresh for each step (synthetic data with
+    ``fresh_train_noise``, whose train split is then written without it; else 0)."""
+    return cfg.synthetic.noise if cfg.dataset == "synthetic" and cfg.synthetic.fresh_train_noise else 0.0
 
 
 def open_dataset(cfg: DataConfig, results_dir: Path, splits: tuple[str, ...] | None = None) -> tuple[DatasetSpec, dict[str, Split]]:

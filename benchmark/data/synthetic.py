@@ -12,10 +12,12 @@ objects the captions mention each stand on a surface of their own ("a red dog on
   surface embedding in the cells under its box (weighted by the share of the cell it covers).
 - **Captions**: five templates per image, each naming both mentioned objects' colours, classes and
   surfaces, the spatial relation between them, and the background.
-- **Noise**: dev and test features carry one Gaussian draw each (std ``noise``). With
-  ``fresh_train_noise`` (the default) the train split is written without it, and training draws it
-  afresh for every batch (``benchmark.training.with_feature_noise``): no training image carries one
-  draw that a model could memorise (README: the linear controls did, and overfit).
+- **Noise**: dev and test features carry one Gaussian draw per group (std ``noise``). With
+  ``fresh_train_noise`` (the default) the train split is written without it, and each training
+  step draws every group's noise afresh (``benchmark.training.with_feature_noise``): no training
+  image carries one draw that a model could memorise (README: the linear controls did, and
+  overfit). ``entangle > 0`` mixes the written noise of overlapping regions, which fresh noise
+  cannot reproduce, so the two do not go together.
 - Images come in **groups of five**: a base image and one *twin* per probe, each differing from the
   base in exactly one factor (a minimal pair; every random draw written to the files is shared by
   the group):
@@ -125,6 +127,9 @@ def validate(cfg: SyntheticConfig) -> None:
             "data.synthetic.n_regions must be at least objects_per_image * regions_per_object "
             f"({cfg.objects_per_image * cfg.regions_per_object}); got {cfg.n_regions}"
         )
+    if cfg.entangle > 0 and cfg.fresh_train_noise:
+        raise UserError("data.synthetic.entangle > 0 mixes the noise of overlapping regions, which fresh training noise cannot "
+                        "reproduce; add data.synthetic.fresh_train_noise=false")
 
 
 def _box_around(centre: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -264,16 +269,10 @@ def _embeddings(cfg: SyntheticConfig) -> Embeddings:
     )
 
 
-def training_noise(cfg: SyntheticConfig) -> float:
-    """The std of the noise each training batch draws afresh: ``noise`` with ``fresh_train_noise`` (the train split
-    is then written without noise, so no image carries one draw a model could memorise), else 0."""
-    return cfg.noise if cfg.fresh_train_noise else 0.0
-
-
 def write_split(folder: Path, split: str, n_groups: int, cfg: SyntheticConfig, emb: Embeddings, stream: int) -> None:
     """Generate ``n_groups`` groups (a base and its twins) and write them in the precomp layout."""
     rng = np.random.default_rng([cfg.seed, stream])
-    written = cfg.noise - (training_noise(cfg) if split == "train" else 0.0)  # the noise drawn once, into the files
+    written = 0.0 if split == "train" and cfg.fresh_train_noise else cfg.noise  # (training draws it: with_feature_noise)
     scenes, draws = [], []
     for _ in range(n_groups):
         group = _group(rng, cfg, _base_scene(rng, cfg))

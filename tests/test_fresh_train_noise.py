@@ -1,4 +1,4 @@
-"""Fresh training noise: the synthetic train split is written clean and each training batch draws its noise anew."""
+"""Fresh training noise: the synthetic train split is written clean and each training step draws every group's noise anew."""
 
 import dataclasses
 
@@ -92,5 +92,5 @@ def test_training_draws_the_noise_and_the_same_seed_draws_the_same(tiny, tmp_pat
 
 
 def test_data_generate_says_how_the_noise_is_drawn(tmp_path):
-    assert "drawn afresh for each training batch" in generate(SyntheticConfig(**SMALL), tmp_path)
+    assert "drawn afresh at each training step, one draw per group" in generate(SyntheticConfig(**SMALL), tmp_path)
     assert "one draw per group in every split" in generate(SyntheticConfig(**SMALL, fresh_train_noise=False), tmp_path)

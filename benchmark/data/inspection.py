@@ -16,8 +16,8 @@ def generate(cfg: SyntheticConfig, results_dir: Path) -> str:
     """Generate (or find cached) the synthetic dataset and describe it."""
     root = ensure_dataset(cfg, results_dir)
     spec = dataset_spec("synthetic")
-    noise = (f"noise: std {cfg.noise}, drawn afresh for each training batch (train is written without it), once per group "
-             "in dev and test" if cfg.fresh_train_noise else f"noise: std {cfg.noise}, one draw per group in every split")
+    noise = (f"noise: std {cfg.noise}, drawn afresh at each training step, one draw per group (train is "
+             "written without it); once per group in dev and test" if cfg.fresh_train_noise else f"noise: std {cfg.noise}, one draw per group in every split")
     return f"synthetic dataset at {root}\n" + check_folder(root / spec.folder, spec.splits)[0] + f"\n  {noise}"
 
 

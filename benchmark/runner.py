@@ -290,7 +290,7 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
     digest = dataset_digest(prepared.splits)
     if run_id is not None:
         _check_same_data(run_id, digest)
-    if run_id is None:
+    else:
         configuration.save_toml(cfg, run_dir / "config.toml")
         vocab.save(run_dir / "vocab.json")
         (run_dir / "environment.json").write_text(json.dumps(env, indent=2))

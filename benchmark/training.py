@@ -158,11 +158,11 @@ class Trainer:
         start, loss_sum = time.perf_counter(), 0.0
         for step, (batch, (_, gather), (images, texts, _, row_groups)) in enumerate(zip(batches, shards, loader), start=1):
             image_ids = batch // CAPTIONS_PER_IMAGE  # the global batch's: the loss sees all of it
-            images = with_feature_noise(images, self.feature_noise, row_groups.numpy(), np.unique(pairs.group_of[image_ids]),
-                                        (self.seed, epoch, step))
+            batch_groups = pairs.group_of[image_ids]
+            images = with_feature_noise(images, self.feature_noise, row_groups.numpy(), np.unique(batch_groups), (self.seed, epoch, step))
             with autocast(self.device, self.amp):
                 sims = self.scores(images.to(self.device), texts.to(self.device), gather)
-                groups = None if self.cfg.twins_in_hardest else torch.from_numpy(pairs.group_of[image_ids]).to(self.device)
+                groups = None if self.cfg.twins_in_hardest else torch.from_numpy(batch_groups).to(self.device)
                 loss = triplet_loss(sims.float(), torch.from_numpy(image_ids).to(self.device), self.cfg.margin, hardest, groups,
                                     self.cfg.twin_margin)
             self.optimizer.zero_grad(set_to_none=True)

@@ -28,7 +28,7 @@ def test_a_run_records_params_tags_epoch_and_test_metrics_and_artifacts(results,
     result = runner.run(tiny(), results)
     run = MlflowClient().get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["train.lr"] == "0.001" and run.data.params["model.variant"] == "sa"
+    assert run.data.params["train.lr"] == "0.002" and run.data.params["model.variant"] == "sa"
     for tag in ("variant", "dataset", "seed", "git_commit", "config_hash", "device", "version.torch", "version.mlflow",
                 "dataset_digest", "lock_digest", "matches_lock"):
         assert tag in run.data.tags, tag

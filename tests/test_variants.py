@@ -226,9 +226,10 @@ def test_the_trainers_foreach_updates_give_the_bits_of_the_per_parameter_loop():
     def trained(foreach: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.GELU(), torch.nn.Linear(5, 3))
-        trainer = Trainer(model, TrainConfig(), torch.device("cpu"))
+        cfg = TrainConfig()
+        trainer = Trainer(model, cfg, torch.device("cpu"))
         if not foreach:
-            trainer.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4, foreach=False)
+            trainer.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
         for step in range(5):
             loss = model(torch.randn(4, 6, generator=torch.Generator().manual_seed(step))).pow(2).sum() * 50
             trainer.optimizer.zero_grad()

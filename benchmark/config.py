@@ -95,7 +95,7 @@ class TrainConfig:
 
     epochs: int = 6
     batch_size: int = 64  # (the f30k/coco presets use the field's 128)
-    lr: float = 2e-3  # synthetic default (at 1e-3 gisa+dif and dsrln learned layout late or not at all in 6 epochs); presets: 5e-4 / 2e-4
+    lr: float = 2e-3  # synthetic default (at 1e-3 gisa+dif and dsrln learned layout late or not at all in 6 epochs); the f30k/coco presets: the field's 5e-4
     lr_milestones: list[int] = field(default_factory=lambda: [5])  # epochs where lr *= lr_gamma
     lr_gamma: float = 0.1
     weight_decay: float = 1e-4

@@ -2,7 +2,7 @@
 
 The default space lives in ``benchmark/configs/space.toml``, one table per component; a
 variant's space is ``[common]`` plus the tables of its components. A ``--space FILE`` replaces it
-with the file's top-level keys. Entries look like ``"train.lr" = { float = [1e-4, 2e-3], log = true }``,
+with the file's top-level keys. Entries look like ``"train.lr" = { float = [1e-4, 5e-3], log = true }``,
 ``{ int = [1, 3] }`` or ``{ choices = [64, 128] }``.
 """
 

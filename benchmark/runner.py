@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from benchmark import config as configuration
-from benchmark import distributed, tracking
+from benchmark import allocator, distributed, tracking
 from benchmark.checkpoint import load_checkpoint, load_weights
 from benchmark.config import RunConfig
 from benchmark.data.datasets import check_inputs, dataset_root, open_dataset, train_feature_noise
@@ -182,6 +182,7 @@ def prepare(cfg: RunConfig, results: Path, vocab_words: list[str] | None = None,
     train = splits[dataset.splits[0]]
     check_inputs(spec, train)
     seed_everything(cfg.seed)  # before the model is built; it costs ~2 s, so after the data checks
+    allocator.keep_freed_memory()
     vocab = Vocabulary(vocab_words) if vocab_words else Vocabulary.build(train.captions, cfg.data.vocab_min_count)
     dims = feature_dims(train, len(vocab))
     model = build_model(cfg.model, dims).to(device)

@@ -73,6 +73,17 @@ def encode_split(model: RetrievalModel, split: Split, token_ids: list[list[int]]
     return ImageEmbedding.cat(images), TextEmbedding.cat(texts)
 
 
+def encode_pool(model: RetrievalModel, split: Split, token_ids: list[list[int]], cfg: EvalConfig, device: torch.device,
+                amp: bool = False) -> tuple[ImageEmbedding, TextEmbedding, ImageEmbedding]:
+    """Every image, the pool's captions, and the retrieval pool's images: with twins, only the bases and their captions."""
+    twins = split.twins
+    if twins is not None:  # twin-free pool: only the bases' captions are ever queries
+        token_ids = [token_ids[c] for c in captions_of(twins[:, 0]).ravel()]
+    images, texts = encode_split(model, split, token_ids, cfg, device, amp)
+    pool = images if twins is None else images[torch.as_tensor(twins[:, 0], device=images.pooled.device)]
+    return images, texts, pool
+
+
 @torch.no_grad()
 def similarity_matrix(model: RetrievalModel, images: ImageEmbedding, texts: TextEmbedding, cfg: EvalConfig,
                       device: torch.device, amp: bool = False, desc: str = "scoring") -> np.ndarray:
@@ -145,10 +156,7 @@ def evaluate(model: RetrievalModel, split: Split, token_ids: list[list[int]], cf
     """Encode, score and rank one split; with ``foils`` (kind -> caption indices, foil token ids),
     also the caption-foil probes ``probe_foil_<kind>`` and the share of captions foiled."""
     twins = split.twins
-    if twins is not None:  # twin-free pool: only the bases' captions are ever queries
-        token_ids = [token_ids[c] for c in captions_of(twins[:, 0]).ravel()]
-    images, texts = encode_split(model, split, token_ids, cfg, device, amp)
-    pool = images if twins is None else images[torch.as_tensor(twins[:, 0], device=images.pooled.device)]
+    images, texts, pool = encode_pool(model, split, token_ids, cfg, device, amp)
     sims = similarity_matrix(model, pool, texts, cfg, device, amp, desc=f"scoring {split.name}")
     probes = None if twins is None or not len(twins) else probe_outcomes(group_scores(model, images, texts, twins, device, amp))
     result = score(sims, benchmarks, probes)

@@ -330,9 +330,24 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
     return RunResult(run_dir, tracked.run_id, result, progress.best_epoch, progress.best_score, seconds, summary["peak_rss_mb"])
 
 
-def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, data_root: str | None = None,
-                        split: str | None = None, device: str = "auto") -> tuple[str, Evaluation]:
-    """Evaluate a saved checkpoint on a split (the dataset's test split by default)."""
+@dataclass
+class LoadedCheckpoint:
+    """A saved model, ready to score a split of its dataset (or of another with the same feature dims)."""
+
+    cfg: RunConfig
+    model: RetrievalModel
+    spec: DatasetSpec
+    split: Split
+    tokenize: Any
+    device: torch.device
+
+    def token_ids(self) -> list[list[int]]:
+        return [self.tokenize(c) for c in self.split.captions]
+
+
+def load_for_evaluation(path: Path, results: Path, dataset: str | None = None, data_root: str | None = None,
+                        split: str | None = None, device: str = "auto") -> LoadedCheckpoint:
+    """A checkpoint's model with its weights, and the split to score (the dataset's test split by default)."""
     checkpoint = load_checkpoint(path)
     cfg = configuration.from_dict(checkpoint["config"])
     if dataset:
@@ -354,8 +369,14 @@ def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, d
     seed_everything(cfg.seed)
     model: RetrievalModel = build_model(cfg.model, dims).to(torch_device)
     load_weights(model, checkpoint, path)
-    tokenize = model.tokenizer(vocab)
-    foils = None if target.twins is not None else foil_tokens(target.captions, tokenize)
-    return split_name, evaluate(model, target, [tokenize(c) for c in target.captions], cfg.eval, torch_device,
-                                split_benchmarks(spec_dataset, target),
-                                cfg.train.amp, foils)
+    return LoadedCheckpoint(cfg, model, spec_dataset, target, model.tokenizer(vocab), torch_device)
+
+
+def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, data_root: str | None = None,
+                        split: str | None = None, device: str = "auto") -> tuple[str, Evaluation]:
+    """Evaluate a saved checkpoint on a split (the dataset's test split by default)."""
+    loaded = load_for_evaluation(path, results, dataset, data_root, split, device)
+    target = loaded.split
+    foils = None if target.twins is not None else foil_tokens(target.captions, loaded.tokenize)
+    return target.name, evaluate(loaded.model, target, loaded.token_ids(), loaded.cfg.eval, loaded.device,
+                                 split_benchmarks(loaded.spec, target), loaded.cfg.train.amp, foils)

@@ -209,6 +209,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--real-data", metavar="N[,N...]", help=(
         "instead: generate N Flickr30K-shaped inputs (BUTD TSV rows, JPEGs, ResNet-152 weights; under "
         "<results>/real-data-bench/) and time `data import-butd` and `data extract-grid` on them, each in a fresh process"))
+    bench.add_argument("--bf16-certificate", metavar="CHECKPOINT", help=(
+        "instead: on the checkpoint's test split, bound every score computed from bf16 GEMMs (rigorously) and report "
+        "whether fp32's scores lie inside, how many pairs the bound leaves undecided, and the bounded pass's time against fp32"))
     bench.add_argument("--device", help="device for --real-data's extraction: auto (default) | cpu | cuda")
     bench.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="precision for --real-data's extraction (default auto)")
     _add_results_dir(bench)
@@ -340,6 +343,8 @@ def _variants(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     if args.real_data is not None:
         return _real_data_bench(args)
+    if args.bf16_certificate is not None:
+        return _bf16_certificate(args)
     if args.device is not None or args.precision is not None:
         raise UserError("--device and --precision go with --real-data; scoring is timed on the CPU")
     if args.field_scale is not None:
@@ -359,6 +364,18 @@ def _bench(args: argparse.Namespace) -> None:
     if out is not None:
         write_json(bench, out)
         print(f"figures written to {out}")
+
+
+def _bf16_certificate(args: argparse.Namespace) -> None:
+    from benchmark import runner
+    from benchmark.bf16_certificate import certify
+    from benchmark.evaluation import encode_pool
+
+    if args.field_scale is not None or args.json or args.variant or args.steps or args.device or args.precision:
+        raise UserError("--bf16-certificate goes with --results-dir only (it scores on the CPU)")
+    loaded = runner.load_for_evaluation(Path(args.bf16_certificate), runner.results_dir(args.results_dir), device="cpu")
+    _, texts, pool = encode_pool(loaded.model, loaded.split, loaded.token_ids(), loaded.cfg.eval, loaded.device)
+    print(certify(loaded.model, pool, texts, loaded.cfg.model.variant).report())
 
 
 def _sizes(text: str, flag: str) -> list[int]:

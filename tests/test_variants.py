@@ -241,6 +241,29 @@ def test_the_trainers_foreach_updates_give_the_bits_of_the_per_parameter_loop():
     assert all(torch.equal(a, b) for a, b in zip(trained(True), trained(False), strict=True))
 
 
+@pytest.mark.parametrize("lengths", [[18, 18, 18, 18], [18, 16, 16, 9, 3, 1, 1, 12]])
+def test_packed_bigru_gives_the_bits_of_torchs_gru_forward_and_backward(lengths):
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from variants.text_bigru import packed_bigru
+
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(16, 8, batch_first=True, bidirectional=True)
+    words = torch.randn(len(lengths), max(lengths), 16, requires_grad=True)
+    loss_weights = torch.randn(sum(lengths), 16)
+
+    def outputs_and_gradients(encode) -> list[torch.Tensor]:
+        gru.zero_grad()
+        words.grad = None
+        states = encode(pack_padded_sequence(words, torch.tensor(lengths), batch_first=True, enforce_sorted=False)).data
+        (states * loss_weights).sum().backward()
+        return [states.detach(), words.grad] + [parameter.grad for parameter in gru.parameters()]
+
+    native = outputs_and_gradients(lambda packed: gru(packed)[0])
+    replica = outputs_and_gradients(lambda packed: packed_bigru(gru, packed))
+    assert all(torch.equal(a, b) for a, b in zip(native, replica, strict=True))
+
+
 def test_hier_is_the_weighted_sum_of_local_and_global():
     seed_everything(0)
     cfg = tiny_config(model={"variant": "sa+hier", "hier_weight": 0.3}).model

@@ -242,25 +242,28 @@ def test_the_trainers_foreach_updates_give_the_bits_of_the_per_parameter_loop():
 
 
 @pytest.mark.parametrize("lengths", [[18, 18, 18, 18], [18, 16, 16, 9, 3, 1, 1, 12]])
-def test_packed_bigru_gives_the_bits_of_torchs_gru_forward_and_backward(lengths):
+def test_packed_bigru_and_its_unpacking_give_the_bits_of_torchs_forward_and_backward(lengths):
     from torch.nn.utils.rnn import pack_padded_sequence
 
-    from variants.text_bigru import packed_bigru
+    from torch.nn.utils.rnn import pad_packed_sequence
+
+    from variants.text_bigru import packed_bigru, padded_batch_first
 
     torch.manual_seed(0)
     gru = torch.nn.GRU(16, 8, batch_first=True, bidirectional=True)
     words = torch.randn(len(lengths), max(lengths), 16, requires_grad=True)
-    loss_weights = torch.randn(sum(lengths), 16)
+    loss_weights = torch.randn(len(lengths), max(lengths) + 2, 16)
 
     def outputs_and_gradients(encode) -> list[torch.Tensor]:
         gru.zero_grad()
         words.grad = None
-        states = encode(pack_padded_sequence(words, torch.tensor(lengths), batch_first=True, enforce_sorted=False)).data
+        states = encode(pack_padded_sequence(words, torch.tensor(lengths), batch_first=True, enforce_sorted=False))
         (states * loss_weights).sum().backward()
         return [states.detach(), words.grad] + [parameter.grad for parameter in gru.parameters()]
 
-    native = outputs_and_gradients(lambda packed: gru(packed)[0])
-    replica = outputs_and_gradients(lambda packed: packed_bigru(gru, packed))
+    total_length = max(lengths) + 2
+    native = outputs_and_gradients(lambda packed: pad_packed_sequence(gru(packed)[0], batch_first=True, total_length=total_length)[0])
+    replica = outputs_and_gradients(lambda packed: padded_batch_first(packed_bigru(gru, packed), total_length))
     assert all(torch.equal(a, b) for a, b in zip(native, replica, strict=True))
 
 

@@ -17,9 +17,7 @@ what any bf16 scoring could reach here (figures, not assertions; ``--json`` writ
 
 from __future__ import annotations
 
-import contextlib
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from benchmark.tracking import cpu_name
 from variants import l2norm
 from variants.alignment_local import local_similarity
 
@@ -70,15 +69,6 @@ def gemm_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 1.0) -> flo
         a @ b
         runs += 1
     return 2 * size**3 * runs / elapsed / 1e9
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _timed(fn, pairs: int, repeats: int) -> tuple[float, torch.Tensor]:

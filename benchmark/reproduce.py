@@ -3,7 +3,7 @@
 The original is a run folder (``results/runs/<run>``) or an MLflow run id, whose logged artifacts
 (``config.toml``, ``environment.json``, ``metrics.json``) are read from the store. Before training,
 everything the numbers depend on is compared with the present: the git commit (and uncommitted
-changes), package versions, Python, torch threads, the device and the dataset digest. Each
+changes), package versions, Python, torch threads, the CPU, the device and the dataset digest. Each
 difference is printed; ``strict`` refuses to run when there is one. The reproduction is a new MLflow
 run tagged ``reproduces=<original id>``; both runs get ``reproduced_exactly``.
 """
@@ -106,7 +106,8 @@ def differences(original: Original, results: Path) -> list[str]:
         lines.append(f"requirements.lock: digest {old_lock} then, {new_lock} now")
     if now["lock"]["matches_lock"] == "false":
         lines.append(f"this environment does not match requirements.lock ({'; '.join(now['lock']['lock_mismatches'][:3])})")
-    for key, what in (("python", "Python"), ("torch_threads", "torch threads (floats sum in another order)")):
+    for key, what in (("python", "Python"), ("torch_threads", "torch threads (floats sum in another order)"),
+                      ("cpu", "CPU (its kernels sum in another order)")):
         if key in then and then[key] != now[key]:  # a sweep trial's tags do not hold these
             lines.append(f"{what}: {then[key]} then, {now[key]} now")
     device = str(resolve_device(original.cfg.device))
@@ -149,7 +150,7 @@ def reproduce(ref: str, results: Path, strict: bool = False, echo=print) -> tupl
     for line in found:
         echo(f"  differs: {line}")
     if not found:
-        echo("  same commit, packages, lock, Python, threads, device and data")
+        echo("  same commit, packages, lock, Python, threads, CPU, device and data")
     if found and strict:
         raise UserError(f"--strict: {len(found)} difference(s) from the original run (listed above); reproduce on its "
                         "checkout and environment, or drop --strict")

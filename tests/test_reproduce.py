@@ -29,7 +29,7 @@ def test_a_short_synthetic_run_reproduces_exactly_from_its_folder_and_from_its_r
     lines = []
     again, exact = reproduce(str(original.run_dir), results, strict=True, echo=lines.append)
     assert exact and lines[-1] == f"reproduced exactly ({len(original.metrics) + 2} metrics identical)"
-    assert "same commit, packages, lock, Python, threads, device and data" in lines[1]
+    assert "same commit, packages, lock, Python, threads, CPU, device and data" in lines[1]
     client = MlflowClient()
     assert client.get_run(again.run_id).data.tags["reproduces"] == original.run_id
     tags = client.get_run(original.run_id).data.tags
@@ -56,19 +56,20 @@ def test_a_sweep_trial_reproduces_from_its_params_and_tags(results, tiny, tmp_pa
     assert exact and lines[-1] == "reproduced exactly (2 metrics identical)"  # the trial's best dev score and epoch
 
 
-def test_a_changed_commit_data_or_thread_count_is_reported_and_refused_under_strict(results, tiny):
+def test_a_changed_commit_data_thread_count_or_cpu_is_reported_and_refused_under_strict(results, tiny):
     original = runner.run(tiny(), results)
     environment = json.loads((original.run_dir / "environment.json").read_text())
-    environment |= {"git_commit": "0" * 40, "torch_threads": environment["torch_threads"] + 1}
+    environment |= {"git_commit": "0" * 40, "torch_threads": environment["torch_threads"] + 1, "cpu": "Other CPU, AVX2"}
     (original.run_dir / "environment.json").write_text(json.dumps(environment))
     MlflowClient().set_tag(original.run_id, "dataset_digest", "feedfacefeedface")
     lines = []
-    with pytest.raises(UserError, match=r"--strict: 3 difference\(s\)"):
+    with pytest.raises(UserError, match=r"--strict: 4 difference\(s\)"):
         reproduce(str(original.run_dir), results, strict=True, echo=lines.append)
     differs = [line for line in lines if "differs:" in line]
     assert f"git commit: {'0' * 40} then" in differs[0]
-    assert "dataset digest: feedfacefeedface then" in differs[2] and "the data differs" in differs[2]
     assert "torch threads" in differs[1]
+    assert "CPU (its kernels sum in another order): Other CPU, AVX2 then" in differs[2]
+    assert "dataset digest: feedfacefeedface then" in differs[3] and "the data differs" in differs[3]
 
 
 def test_a_metric_that_does_not_come_back_is_named_and_exits_1(results, tiny, capsys):

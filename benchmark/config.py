@@ -42,6 +42,7 @@ class SyntheticConfig:
     train_groups: int = 500  # groups of five images (a base and its four twins)
     dev_groups: int = 250  # 250 bases (1,250 captions): with 100, dev noise picked epochs before a probe was learned
     test_groups: int = 250  # 250 base images (1,250 captions) in the twin-free retrieval pool; twins only probe
+    crowded_groups: int = 250  # twin groups with as many objects as the regions hold: the crowded_binding probe
     n_regions: int = 16  # regions per image (real BUTD features have 36)
     region_dim: int = 128
     grid_size: int = 4  # grid_size x grid_size cells (real data: DLCT's 7x7); 4x4 keeps local alignment cheap
@@ -141,8 +142,8 @@ AT_LEAST_0 = "[0, inf)"
 VALID = {
     "seed": SEEDS,
     "data.vocab_min_count": AT_LEAST_1,
-    **{f"data.synthetic.{key}": AT_LEAST_1 for key in ("train_groups", "dev_groups", "test_groups", "n_regions", "region_dim",
-                                                        "grid_size", "grid_dim", "regions_per_object")},
+    **{f"data.synthetic.{key}": AT_LEAST_1 for key in ("train_groups", "dev_groups", "test_groups", "crowded_groups", "n_regions",
+                                                        "region_dim", "grid_size", "grid_dim", "regions_per_object")},
     **{f"data.synthetic.{key}": "[2, inf)" for key in ("n_classes", "n_colours", "n_scenes", "n_surfaces", "objects_per_image")},
     "data.synthetic.noise": AT_LEAST_0,
     "data.synthetic.entangle": "[0, 1]",

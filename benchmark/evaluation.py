@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from benchmark.config import EvalConfig
 from benchmark.data.batches import image_batch, text_batch
-from benchmark.data.layout import CAPTIONS_PER_IMAGE, WHOLE_SPLIT, Benchmark
+from benchmark.data.layout import CAPTIONS_PER_IMAGE, CROWDED_PROBE, WHOLE_SPLIT, Benchmark
 from benchmark.data.loader import Split
 from benchmark.metrics import (
     DIRECTIONS,
@@ -150,15 +150,26 @@ def foil_outcomes(model: RetrievalModel, images: ImageEmbedding, sims: np.ndarra
     return outcomes
 
 
+def crowded_probe(model: RetrievalModel, split: Split, token_ids: list[list[int]], cfg: EvalConfig, device: torch.device,
+                  amp: bool = False) -> dict[str, np.ndarray]:
+    """``crowded_binding``: the binding twins of the synthetic crowded split, per base caption 1, ½ or 0."""
+    images, texts, _ = encode_pool(model, split, token_ids, cfg, device, amp)
+    return {CROWDED_PROBE: probe_outcomes(group_scores(model, images, texts, split.twins, device, amp))["binding"]}
+
+
 def evaluate(model: RetrievalModel, split: Split, token_ids: list[list[int]], cfg: EvalConfig,
              device: torch.device, benchmarks: tuple[Benchmark, ...] = (WHOLE_SPLIT,), amp: bool = False,
-             foils: dict[str, tuple[np.ndarray, list[list[int]]]] | None = None) -> Evaluation:
+             foils: dict[str, tuple[np.ndarray, list[list[int]]]] | None = None,
+             crowded: tuple[Split, list[list[int]]] | None = None) -> Evaluation:
     """Encode, score and rank one split; with ``foils`` (kind -> caption indices, foil token ids),
-    also the caption-foil probes ``probe_foil_<kind>`` and the share of captions foiled."""
+    also the caption-foil probes ``probe_foil_<kind>`` and the share of captions foiled; with ``crowded``
+    (the synthetic crowded split and its token ids), also its ``crowded_binding`` probe."""
     twins = split.twins
     images, texts, pool = encode_pool(model, split, token_ids, cfg, device, amp)
     sims = similarity_matrix(model, pool, texts, cfg, device, amp, desc=f"scoring {split.name}")
-    probes = None if twins is None or not len(twins) else probe_outcomes(group_scores(model, images, texts, twins, device, amp))
+    probes = {} if twins is None or not len(twins) else probe_outcomes(group_scores(model, images, texts, twins, device, amp))
+    if crowded is not None:
+        probes |= crowded_probe(model, *crowded, cfg, device, amp)
     result = score(sims, benchmarks, probes)
     for kind, (index, foil_tokens) in (foils or {}).items():
         outcomes = foil_outcomes(model, images, sims, index, foil_tokens, cfg, device, amp)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.data.layout import CAPTIONS_PER_IMAGE, TWIN_KINDS
+from benchmark.data.layout import CAPTIONS_PER_IMAGE, CROWDED_PROBE, PROBE_KINDS, TWIN_KINDS
 
 CAPTION_CHANCE = 50.0  # % of captions that prefer the base, for a model that cannot tell the pair apart
 GROUP_CHANCE = 100.0 * 0.5**CAPTIONS_PER_IMAGE  # % of bases all of whose captions prefer it, by chance
@@ -37,8 +37,10 @@ PROBES = {probe.kind: probe for probe in (
     Probe("binding", "word-region binding (local + global alignment)", "the mentioned objects swap colours", "none", "dsrln"),
     Probe("context", "region-grid correspondence (DIF)", "the mentioned objects swap surfaces (grid only)", "gisa+concat", "gisa+dif"),
     Probe("scene", "global context (grid vs region)", "the background changes (grid only)", "gisa", "gisa+dif"),
+    Probe(CROWDED_PROBE, "word-region binding among distractors (local + global alignment)",
+          "the mentioned objects swap colours, among as many objects as the regions hold", "none", "dsrln"),
 )}
-assert tuple(PROBES) == TWIN_KINDS
+assert tuple(PROBES) == PROBE_KINDS
 
 
 def captions_of(images: np.ndarray) -> np.ndarray:

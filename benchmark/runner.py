@@ -27,7 +27,7 @@ from benchmark.checkpoint import load_checkpoint, load_weights
 from benchmark.config import RunConfig
 from benchmark.data.datasets import check_inputs, dataset_root, open_dataset, train_feature_noise
 from benchmark.data.digest import dataset_digest
-from benchmark.data.layout import TEST_PREFIX, WHOLE_SPLIT, Benchmark, DatasetSpec
+from benchmark.data.layout import CROWDED_SPLIT, TEST_PREFIX, WHOLE_SPLIT, Benchmark, DatasetSpec
 from benchmark.data.loader import Split, dataset_folder, dataset_spec
 from benchmark.data.vocab import Vocabulary
 from benchmark.errors import RankFailure, UserError
@@ -144,8 +144,12 @@ class Prepared:
     tokens: dict[str, list[list[int]]]
 
     def training_data(self) -> TrainingData:
-        train, dev, _ = (self.splits[name] for name in self.dataset.splits)
+        train, dev = (self.splits[name] for name in self.dataset.splits[:2])
         return TrainingData(train, self.tokens[train.name], dev, self.tokens[dev.name], train_feature_noise(self.cfg.data))
+
+    def crowded(self) -> tuple[Split, list[list[int]]] | None:
+        """The synthetic crowded split and its token ids, for the ``crowded_binding`` probe (None on real data)."""
+        return (self.splits[CROWDED_SPLIT], self.tokens[CROWDED_SPLIT]) if CROWDED_SPLIT in self.splits else None
 
     def meta(self) -> dict[str, Any]:
         """What every checkpoint stores so that it is self-contained."""
@@ -316,7 +320,8 @@ def _run(cfg: RunConfig, results: Path, resume_dir: Path | None, on_epoch, live:
         best = run_dir / "checkpoints" / "best.pt"
         load_weights(model, load_checkpoint(best), best)
         result = evaluate(model, test, prepared.tokens[test.name], cfg.eval, device, benchmarks, amp=cfg.train.amp,
-                          foils=None if test.twins is not None else foil_tokens(test.captions, model.tokenizer(vocab)))
+                          foils=None if test.twins is not None else foil_tokens(test.captions, model.tokenizer(vocab)),
+                          crowded=prepared.crowded())
         seconds = time.perf_counter() - started
         summary = {"best_epoch": progress.best_epoch, "best_dev_score": progress.best_score,
                    "wall_seconds": seconds, "peak_rss_mb": peak_rss_mb()}
@@ -340,9 +345,10 @@ class LoadedCheckpoint:
     split: Split
     tokenize: Any
     device: torch.device
+    crowded: Split | None = None  # the synthetic crowded split, beside its test split
 
-    def token_ids(self) -> list[list[int]]:
-        return [self.tokenize(c) for c in self.split.captions]
+    def token_ids(self, split: Split | None = None) -> list[list[int]]:
+        return [self.tokenize(c) for c in (split or self.split).captions]
 
 
 def load_for_evaluation(path: Path, results: Path, dataset: str | None = None, data_root: str | None = None,
@@ -359,7 +365,8 @@ def load_for_evaluation(path: Path, results: Path, dataset: str | None = None, d
     split_name = split or spec_dataset.test_split
     if split_name not in spec_dataset.splits:
         raise UserError(f"{spec_dataset.name} has no split '{split_name}'; choose one of: {', '.join(spec_dataset.splits)}")
-    _, splits = open_dataset(cfg.data, results, splits=(split_name,))
+    with_crowded = split_name == spec_dataset.test_split and CROWDED_SPLIT in spec_dataset.splits
+    _, splits = open_dataset(cfg.data, results, splits=(split_name, CROWDED_SPLIT) if with_crowded else (split_name,))
     target = splits[split_name]
     vocab = Vocabulary(checkpoint["vocab"])
     dims = FeatureDims(**checkpoint["dims"])
@@ -369,7 +376,7 @@ def load_for_evaluation(path: Path, results: Path, dataset: str | None = None, d
     seed_everything(cfg.seed)
     model: RetrievalModel = build_model(cfg.model, dims).to(torch_device)
     load_weights(model, checkpoint, path)
-    return LoadedCheckpoint(cfg, model, spec_dataset, target, model.tokenizer(vocab), torch_device)
+    return LoadedCheckpoint(cfg, model, spec_dataset, target, model.tokenizer(vocab), torch_device, splits.get(CROWDED_SPLIT))
 
 
 def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, data_root: str | None = None,
@@ -378,5 +385,6 @@ def evaluate_checkpoint(path: Path, results: Path, dataset: str | None = None, d
     loaded = load_for_evaluation(path, results, dataset, data_root, split, device)
     target = loaded.split
     foils = None if target.twins is not None else foil_tokens(target.captions, loaded.tokenize)
+    crowded = None if loaded.crowded is None else (loaded.crowded, loaded.token_ids(loaded.crowded))
     return target.name, evaluate(loaded.model, target, loaded.token_ids(), loaded.cfg.eval, loaded.device,
-                                 split_benchmarks(loaded.spec, target), loaded.cfg.train.amp, foils)
+                                 split_benchmarks(loaded.spec, target), loaded.cfg.train.amp, foils, crowded)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.data.layout import TWIN_KINDS, Benchmark
+from benchmark.data.layout import PROBE_KINDS, Benchmark
 from benchmark.foils import KINDS as FOIL_KINDS
 from benchmark.metrics import DIRECTIONS, RECALL_KS
 from benchmark.probes import CAPTION_CHANCE, GROUP_CHANCE
@@ -17,7 +17,7 @@ def metrics_table(metrics: dict[str, float], prefix: str = "") -> str:
         lines.append(f"{direction:6}" + "".join(f"{v:8.1f}" for v in values)
                      + f"{metrics[f'{key}_medr']:8.0f}{metrics[f'{key}_meanr']:9.1f}")
     lines.append(f"rSum {metrics[f'{prefix}rsum']:.1f}")
-    probes = [f"{kind} {metrics[f'probe_{kind}']:.1f} (group {metrics[f'probe_{kind}_group']:.1f})" for kind in TWIN_KINDS
+    probes = [f"{kind} {metrics[f'probe_{kind}']:.1f} (group {metrics[f'probe_{kind}_group']:.1f})" for kind in PROBE_KINDS
               if f"probe_{kind}" in metrics]
     if probes:
         lines.append(f"probes (% base captions preferring the base over its twin, chance {CAPTION_CHANCE:.0f}; group: all five "

@@ -152,6 +152,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu() -> str:
+    """The CPU as torch's kernels see it, e.g. ``AMD EPYC, AVX2``: the bits of a run follow it."""
+    import torch
+
+    return f"{cpu_name()}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def environment() -> dict[str, Any]:
     """What a reader needs to rerun a run: interpreter, machine, packages, threads."""
     import torch
@@ -161,7 +168,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.machine(),
         # torch picks its CPU kernels by instruction set, and they sum in different orders: the bits follow the CPU
-        "cpu": f"{cpu_name()}, {torch.backends.cpu.get_cpu_capability()}",
+        "cpu": cpu(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,

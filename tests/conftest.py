@@ -53,7 +53,7 @@ def tiny_config(**overrides) -> config.RunConfig:
     layers = {
         "device": "cpu",
         "experiment": "tests",
-        "data": {"synthetic": {"train_groups": 8, "dev_groups": 3, "test_groups": 4, "n_regions": 10,
+        "data": {"synthetic": {"train_groups": 8, "dev_groups": 3, "test_groups": 4, "crowded_groups": 4, "n_regions": 10,
                                "region_dim": 16, "grid_size": 3, "grid_dim": 8}},
         "model": {"variant": "sa", "embed_dim": 16, "word_dim": 8, "num_heads": 2},
         "train": {"epochs": 2, "batch_size": 16, "lr_milestones": [1]},

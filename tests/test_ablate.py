@@ -151,7 +151,7 @@ def test_the_default_grid_and_bad_grids(tmp_path):
     assert [(c.probe, c.comparisons) for c in grid.claims] == [
         ("layout", (("sa", "gisa"), ("dif", "gisa+dif"))), ("layout", (("sa-pos", "gisa"),)),
         ("context", (("gisa+concat", "gisa+dif"), ("gisa+concat-matched", "gisa+dif"), ("gisa+dif-unmasked", "gisa+dif"))),
-        ("binding", (("gisa+dif", "gisa+dif+hier"),))]
+        ("crowded_binding", (("gisa+dif", "gisa+dif+hier"),))]
     bad = tmp_path / "bad.toml"
     bad.write_text('variants = ["sa", "gsia"]\n')
     with pytest.raises(UserError, match="unknown variant token 'gsia'"):

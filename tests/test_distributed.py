@@ -59,9 +59,9 @@ def _store_runs(results: Path, experiment: str):
 
 
 TINY_FLAGS = ["--variant", "sa", "--epochs", "2", "--device", "cpu", "experiment=ddp", "data.synthetic.train_groups=8",
-              "data.synthetic.dev_groups=3", "data.synthetic.test_groups=4", "data.synthetic.n_regions=10",
-              "data.synthetic.region_dim=16", "data.synthetic.grid_size=3", "data.synthetic.grid_dim=8", "model.embed_dim=16",
-              "model.word_dim=8", "model.num_heads=2", "train.batch_size=16", "train.lr_milestones=[1]"]
+              "data.synthetic.dev_groups=3", "data.synthetic.test_groups=4", "data.synthetic.crowded_groups=4",
+              "data.synthetic.n_regions=10", "data.synthetic.region_dim=16", "data.synthetic.grid_size=3", "data.synthetic.grid_dim=8",
+              "model.embed_dim=16", "model.word_dim=8", "model.num_heads=2", "train.batch_size=16", "train.lr_milestones=[1]"]
 
 
 @pytest.mark.slow

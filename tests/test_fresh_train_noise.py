@@ -19,7 +19,7 @@ from benchmark.errors import UserError
 from benchmark.training import fit, with_feature_noise
 from variants import ImageBatch
 
-SMALL = dict(train_groups=3, dev_groups=2, test_groups=2, n_regions=10, region_dim=12, grid_size=3, grid_dim=6)
+SMALL = dict(train_groups=3, dev_groups=2, test_groups=2, crowded_groups=2, n_regions=10, region_dim=12, grid_size=3, grid_dim=6)
 
 
 def _zeros(rows: int) -> ImageBatch:

@@ -17,18 +17,27 @@ from benchmark.config import EvalConfig, ModelConfig, SyntheticConfig
 from benchmark.data.batches import image_batch
 from benchmark.data.loader import load_split
 from benchmark.data.synthetic import ensure_dataset
-from benchmark.data.layout import TWIN_KINDS
+from benchmark.data.layout import CROWDED_PROBE, CROWDED_SPLIT, TWIN_KINDS
 from benchmark.evaluation import encode_split, group_scores, similarity_matrix
 from benchmark.probes import PROBES, captions_of
 from variants import FeatureDims, build_model
 
-SMALL = SyntheticConfig(train_groups=1, dev_groups=1, test_groups=6)
+SMALL = SyntheticConfig(train_groups=1, dev_groups=1, test_groups=6, crowded_groups=6)
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory):
-    root = ensure_dataset(SMALL, tmp_path_factory.mktemp("probe-validity"))
-    return load_split(root / "synthetic_precomp", "test")
+def folder(tmp_path_factory):
+    return ensure_dataset(SMALL, tmp_path_factory.mktemp("probe-validity")) / "synthetic_precomp"
+
+
+@pytest.fixture(scope="module")
+def split(folder):
+    return load_split(folder, "test")
+
+
+@pytest.fixture(scope="module")
+def crowded(folder):
+    return load_split(folder, CROWDED_SPLIT)
 
 
 def dims_of(split) -> FeatureDims:
@@ -57,6 +66,14 @@ def test_the_blind_control_embeds_base_and_twin_identically(split, kind):
 @pytest.mark.parametrize("kind", TWIN_KINDS)
 def test_the_positive_control_sees_a_difference(split, kind):
     base, twin = base_and_twin(PROBES[kind].positive, split, kind)
+    assert (base - twin).abs().max() > 1e-3
+
+
+def test_the_crowded_binding_probe_keeps_the_binding_probes_controls(crowded):
+    """Among more distractors the swap still keeps the sum of region features: ``none`` stays blind, ``dsrln`` sees it."""
+    probe = PROBES[CROWDED_PROBE]
+    torch.testing.assert_close(*base_and_twin(probe.blind, crowded, "binding"), atol=1e-6, rtol=0)
+    base, twin = base_and_twin(probe.positive, crowded, "binding")
     assert (base - twin).abs().max() > 1e-3
 
 

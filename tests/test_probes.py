@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.probes import GROUP_CHANCE, PROBES, TIE, captions_of, group_outcomes, informative, probe_accuracy, probe_outcomes
+from benchmark.data.layout import TWIN_KINDS
+from benchmark.probes import GROUP_CHANCE, TIE, captions_of, group_outcomes, informative, probe_accuracy, probe_outcomes
 
 
 def test_probe_outcomes_compare_each_base_caption_with_each_twin_exactly():
@@ -34,7 +35,7 @@ def test_probe_outcomes_compare_each_base_caption_with_each_twin_exactly():
 def test_a_model_that_cannot_tell_twins_apart_sits_exactly_at_chance():
     """Identical embeddings of base and twin give ties, and a tie counts ½: chance per caption and per group."""
     accuracy = probe_accuracy(probe_outcomes(np.ones((1, 5, 5))))
-    for kind in PROBES:
+    for kind in TWIN_KINDS:
         assert accuracy[f"probe_{kind}"] == 50.0
         assert accuracy[f"probe_{kind}_group"] == pytest.approx(GROUP_CHANCE)
 

@@ -39,7 +39,8 @@ def test_a_run_records_params_tags_epoch_and_test_metrics_and_artifacts(results,
     experiment = MlflowClient().get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on the runs table, not GenAI
     for key in ("test_rsum", "test_i2t_r1", "test_t2i_r10", "test_i2t_medr", "test_t2i_meanr",
-                "test_probe_layout", "test_probe_binding_group", "test_probe_context", "test_probe_scene", "best_dev_score",
+                "test_probe_layout", "test_probe_binding_group", "test_probe_context", "test_probe_scene",
+                "test_probe_crowded_binding", "test_probe_crowded_binding_group", "best_dev_score",
                 "dev_probe_layout", "dev_probe_context_group"):
         assert key in run.data.metrics, key
     history = MlflowClient().get_metric_history(result.run_id, "dev_rsum")
@@ -52,7 +53,9 @@ def test_a_run_records_params_tags_epoch_and_test_metrics_and_artifacts(results,
     assert {"config.toml", "ranks.npz", "environment.json", "vocab.json", "metrics.json"} <= artifacts
     ranks = np.load(result.run_dir / "ranks.npz")
     # the twin-free pool: the 4 base images and their 20 captions; each probe compares the 20 base captions
+    # (the crowded binding probe, those of the 4 crowded groups)
     assert len(ranks["i2t"]) == 4 and len(ranks["t2i"]) == 20 and len(ranks["probe_layout"]) == 20
+    assert len(ranks["probe_crowded_binding"]) == 20
     assert result.metrics["rsum"] == pytest.approx(run.data.metrics["test_rsum"])
 
 

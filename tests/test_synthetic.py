@@ -1,10 +1,12 @@
 """The synthetic diagnostic dataset: deterministic, twins built as designed."""
 
+import dataclasses
+
 import numpy as np
 
 from benchmark.config import SyntheticConfig
 from benchmark.data.loader import load_split
-from benchmark.data.synthetic import CLASSES, COLOURS, INVERSE, SCENES, SURFACES, ensure_dataset, feature_dims
+from benchmark.data.synthetic import CLASSES, COLOURS, INVERSE, SCENES, SURFACES, crowded_objects, ensure_dataset, feature_dims
 from benchmark.data.vocab import Vocabulary
 
 RELATION_WORDS = {"left": "left", "right": "right", "above": "above", "over": "above",
@@ -16,7 +18,7 @@ def relation_of(caption: str) -> str:
 
 
 WORDS = {"class": set(CLASSES), "colour": set(COLOURS), "surface": set(SURFACES), "scene": set(SCENES)}
-SMALL = dict(train_groups=3, dev_groups=2, test_groups=2, n_regions=10, region_dim=12, grid_size=3, grid_dim=6)
+SMALL = dict(train_groups=3, dev_groups=2, test_groups=2, crowded_groups=2, n_regions=10, region_dim=12, grid_size=3, grid_dim=6)
 
 
 def load(tmp_path, name="a", **overrides):
@@ -70,3 +72,19 @@ def test_the_computed_feature_dims_are_those_of_a_generated_train_split(tmp_path
     cfg = SyntheticConfig(**SMALL | dict(train_groups=60))
     train = load_split(ensure_dataset(cfg, tmp_path) / "synthetic_precomp", "train")
     assert feature_dims(cfg) == dims_of_split(train, len(Vocabulary.build(train.captions)))
+
+
+def test_the_crowded_split_fills_every_region_slot_with_an_object_and_leaves_the_other_splits_alone(tmp_path):
+    cfg = SyntheticConfig(**SMALL | dict(n_regions=16, noise=0.0))
+    roots = [ensure_dataset(c, tmp_path / name) / "synthetic_precomp"
+             for name, c in (("a", cfg), ("b", dataclasses.replace(cfg, crowded_groups=5)))]
+    for split in ("train", "dev", "test"):
+        a, b = (load_split(root, split) for root in roots)
+        np.testing.assert_array_equal(a.regions, b.regions)
+        np.testing.assert_array_equal(a.grid, b.grid)
+        assert a.captions == b.captions
+    crowded = load_split(roots[0], "crowded")
+    assert crowded_objects(cfg) == 5 > cfg.objects_per_image
+    object_regions = (np.abs(crowded.regions).sum(axis=-1) > 0).sum(axis=1)  # noise 0: clutter regions are zero
+    assert (object_regions == 5 * cfg.regions_per_object).all()
+    assert crowded.twins.shape == (cfg.crowded_groups, 5)

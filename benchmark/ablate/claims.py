@@ -35,7 +35,7 @@ from benchmark.report.render import Cell, Table, format_p
 from variants import parse_variant
 
 # On real captions the twin probes do not exist; these caption-foil probes stand in where one fits.
-REAL_PROBES = {"layout": "foil_spatial", "binding": "foil_nouns"}
+REAL_PROBES = {"layout": "foil_spatial", "binding": "foil_nouns", "crowded_binding": "foil_nouns"}
 NOT_INFORMATIVE = "not informative"
 
 

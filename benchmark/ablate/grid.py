@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmark import config as configuration
 from benchmark.config import PRESETS, RunConfig
-from benchmark.data.layout import TWIN_KINDS
+from benchmark.data.layout import PROBE_KINDS
 from benchmark.errors import UserError
 from variants import parse_variant
 
@@ -46,8 +46,8 @@ def _claims(path, tables: Any, variants: list[str]) -> tuple[Claim, ...]:
     for table in tables:
         if not isinstance(table, dict) or set(table) != {"text", "probe", "comparisons"}:
             raise UserError(f"grid file {path}: each claim needs exactly text, probe and comparisons ({form})")
-        if table["probe"] not in TWIN_KINDS:
-            raise UserError(f"grid file {path}: claim '{table['text']}' names probe '{table['probe']}'; choose one of: {', '.join(TWIN_KINDS)}")
+        if table["probe"] not in PROBE_KINDS:
+            raise UserError(f"grid file {path}: claim '{table['text']}' names probe '{table['probe']}'; choose one of: {', '.join(PROBE_KINDS)}")
         pairs = table["comparisons"]
         if not isinstance(pairs, list) or not pairs or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
             raise UserError(f"grid file {path}: claim '{table['text']}' needs comparisons = [[\"baseline\", \"variant\"], ...]")

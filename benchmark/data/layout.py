@@ -17,6 +17,9 @@
 - ``{split}_twins.npy`` (optional, synthetic): ``(n_groups, 5)`` image indices
   ``[base, layout, binding, context, scene twin]`` (``TWIN_KINDS``) for the diagnostic probes. Only
   the bases enter the retrieval pool; the twins are scored against their base's captions alone.
+
+The synthetic dataset has a fourth split, ``crowded``: twin groups whose images hold as many objects as
+the regions allow. Only its binding twins are scored (the ``crowded_binding`` probe); nothing trains on it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from pathlib import Path
 
 CAPTIONS_PER_IMAGE = 5
 TWIN_KINDS = ("layout", "binding", "context", "scene")  # the columns after the base in a twins file
+CROWDED_SPLIT = "crowded"  # synthetic: twin groups among more distractor objects than training shows
+CROWDED_PROBE = "crowded_binding"  # the binding twins of the crowded split
+PROBE_KINDS = (*TWIN_KINDS, CROWDED_PROBE)  # every twin probe a synthetic run reports
 TEST_PREFIX = "test_"  # of every test metric a run logs to MLflow
 # The optional inputs a variant may need: what each is called, and which files of a split hold it.
 INPUTS = {"boxes": ("boxes", "{split}_boxes.npy (or GSMN's {split}_ims_bbx.npy + {split}_ims_size.npy)"),
@@ -79,7 +85,7 @@ class DatasetSpec:
 
 
 DATASETS = {
-    "synthetic": DatasetSpec("synthetic", ("train", "dev", "test"), "test", (Benchmark("Synthetic"),)),
+    "synthetic": DatasetSpec("synthetic", ("train", "dev", "test", CROWDED_SPLIT), "test", (Benchmark("Synthetic"),)),
     "f30k": DatasetSpec("f30k", ("train", "dev", "test"), "test", (Benchmark("Flickr30K 1K", published="f30k_1k"),)),
     "coco": DatasetSpec("coco", ("train", "dev", "testall"), "testall", (
         Benchmark("COCO 1K", "1k_", "coco_1k", folds=5), Benchmark("COCO 5K", "5k_", "coco_5k"))),

@@ -37,6 +37,12 @@ objects the captions mention each stand on a surface of their own ("a red dog on
   The two mentioned objects have equal-sized boxes and different colours and surfaces, so every
   twin really differs and the invariances above are exact (``entangle = 0``). The probes ask
   whether a model scores the base above each twin for the base's captions.
+- The **crowded** split holds twin groups made the same way, but with as many objects as the regions
+  hold (``crowded_objects``: 5 at the defaults, against 3 in training). Its binding twins are the
+  ``crowded_binding`` probe: binding a caption's words to the right regions among more distractors than
+  training ever showed. The sum of region features is still unchanged by the swap, so ``none`` stays
+  blind. Nothing trains or selects on this split; it is written from its own random stream, so the
+  other splits are the same whatever its size.
 
 The data is written in the precomp layout and read back by the same loader as real data.
 """
@@ -54,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.config import SyntheticConfig
-from benchmark.data.layout import DATASETS, TWIN_KINDS, SplitFiles
+from benchmark.data.layout import CROWDED_SPLIT, DATASETS, TWIN_KINDS, SplitFiles
 from benchmark.errors import UserError
 from benchmark.data.vocab import PAD, UNK, tokenize
 from variants import FeatureDims, cell_boxes
@@ -161,6 +167,11 @@ def _swap(scene: Scene, attribute: str) -> Scene:
     values[[0, 1]] = values[[1, 0]]
     relation = INVERSE[scene.relation] if attribute == "boxes" else scene.relation
     return dataclasses.replace(scene, **{attribute: values}, relation=relation)
+
+
+def crowded_objects(cfg: SyntheticConfig) -> int:
+    """Objects per image in the crowded split: every region slot holds an object (classes never repeat)."""
+    return min(cfg.n_classes, cfg.n_regions // cfg.regions_per_object)
 
 
 def _other(rng: np.random.Generator, n: int, current: int) -> int:
@@ -312,6 +323,8 @@ def ensure_dataset(cfg: SyntheticConfig, results_dir: str | os.PathLike) -> Path
         sizes = {"train": cfg.train_groups, "dev": cfg.dev_groups, "test": cfg.test_groups}
         for stream, (split, n_groups) in enumerate(sizes.items()):
             write_split(folder, split, n_groups, cfg, emb, stream)
+        crowded = dataclasses.replace(cfg, objects_per_image=crowded_objects(cfg))
+        write_split(folder, CROWDED_SPLIT, cfg.crowded_groups, crowded, emb, len(sizes))
         (tmp / "manifest.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2), encoding="utf-8")
         tmp.rename(root)
     except OSError as exc:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from benchmark.data.layout import TEST_PREFIX, TWIN_KINDS
+from benchmark.data.layout import PROBE_KINDS, TEST_PREFIX
 from benchmark.foils import KINDS as FOIL_KINDS
 from benchmark.metrics import SUMMARY_KEYS
 from benchmark.probes import CAPTION_CHANCE, GROUP_CHANCE, PROBES, SATURATED, group_outcomes, informative
@@ -134,7 +134,7 @@ def _group_cell(outcomes: dict[int, np.ndarray]) -> str:
 
 
 def _twin_kinds(data: ReportData) -> list[str]:
-    return [k for k in TWIN_KINDS if any(f"probe_{k}" in data.ranks(r.run_id) for r in data.runs.itertuples())]
+    return [k for k in PROBE_KINDS if any(f"probe_{k}" in data.ranks(r.run_id) for r in data.runs.itertuples())]
 
 
 def diagnostics_table(data: ReportData) -> Table | None:

@@ -154,7 +154,7 @@ def test_bench_prints_each_formulation_against_the_scan_loop_and_writes_json(cap
     args = ["bench", "--images", "2", "--captions", "20", "--regions", "4", "--dim", "8", "--words", "3"]
     assert main([*args, "--json", str(out_file)]) == 0
     out = capsys.readouterr().out
-    for name in ("SCAN-style shard loop", "local (Gram identity)", "global", "GEMM peak here", "bf16 peak"):
+    for name in ("SCAN-style shard loop", "local (Gram identity)", "global", "GEMM peak here", "ceiling of local scoring"):
         assert name in out
     figures = json.loads(out_file.read_text())
     assert [r["alignment"] for r in figures["results"]] == ["SCAN-style shard loop", "local (Gram identity)", "global"]
@@ -162,6 +162,21 @@ def test_bench_prints_each_formulation_against_the_scan_loop_and_writes_json(cap
     assert local["vs_scan_loop"] > 0 and local["max_abs_diff"] < 1e-5 and figures["peak_bf16_gflops"] > 0
     line = one_error_line(capsys, [*args, "--json", str(out_file)])  # never overwrites
     assert "the file exists" in line and json.loads(out_file.read_text()) == figures
+
+
+def test_bench_bounds_local_scoring_by_the_faster_precision_and_says_when_bf16_is_emulated():
+    from benchmark.bench import Bench, BenchResult
+
+    results = [BenchResult("SCAN-style shard loop", 1_000.0, 1e6), BenchResult("local (Gram identity)", 5_000.0, 1e6),
+               BenchResult("global", 1e7, 2e3)]
+    emulated = Bench(2, 10, 4, 8, 3, 2, "an AVX2 CPU", peak_fp32_gflops=100.0, peak_bf16_gflops=0.3, results=results)
+    assert not emulated.fast_bf16 and emulated.ceiling() == ("fp32", 100_000.0)
+    report = emulated.report()
+    assert "bf16 0.3 GFLOP/s (no fast bf16 here" in report and "at the fp32 peak: 100,000 pairs/s (100.0x the SCAN loop)" in report
+    amx = Bench(2, 10, 4, 8, 3, 2, "an AMX CPU", peak_fp32_gflops=200.0, peak_bf16_gflops=700.0, results=results)
+    assert amx.fast_bf16 and "no fast bf16" not in amx.report() and "at the bf16 peak: 700,000 pairs/s" in amx.report()
+    assert {k: amx.to_json()[k] for k in ("fast_bf16", "ceiling_precision", "ceiling_pairs_per_s")} == {
+        "fast_bf16": True, "ceiling_precision": "bf16", "ceiling_pairs_per_s": 700_000.0}
 
 
 def test_the_scan_shard_loop_scores_as_the_gram_identity_across_image_and_caption_shards():

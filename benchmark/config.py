@@ -108,6 +108,7 @@ class TrainConfig:
     held_out_twins: list[str] = field(default_factory=lambda: ["binding"])  # twin kinds never trained on: their probe tests transfer
     twin_margin: float = 0.1  # hinge margin against a twin (a minimal pair: ranked, not pushed a full margin apart)
     select_on_probes: bool = True  # dev selection scores rSum + the dev probes of trained twin kinds (False: rSum alone)
+    selection_tolerance_se: float = 1.0  # keep the latest epoch within this many standard errors of the peak dev score (0: the latest epoch of the peak score)
     twins_in_hardest: bool = False  # let twins compete for VSE++'s hardest-negative slot with `margin` (before v2; see loss.py)
     amp: bool = True  # bfloat16 autocast, on CUDA only
 
@@ -158,7 +159,7 @@ VALID = {
     "train.lr_milestones": AT_LEAST_1,
     "train.lr_gamma": "(0, 1]",
     **{f"train.{key}": AT_LEAST_0 for key in ("weight_decay", "pretrained_lr_scale", "grad_clip", "margin", "warmup_epochs",
-                                              "twin_margin")},
+                                              "twin_margin", "selection_tolerance_se")},
     "eval.batch_size": AT_LEAST_1,
     "eval.image_chunk": AT_LEAST_1,
 }

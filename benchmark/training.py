@@ -1,8 +1,11 @@
 """The one training loop for every variant: VSE++ loss, AdamW, step schedule, dev selection.
 
 Each epoch trains on the train split, evaluates on **dev** (never test), writes ``last.pt`` and,
-when the dev selection score improves, ``best.pt``. The score is what the loss trains: dev rSum,
-plus the dev probe accuracy of every twin kind in training (on real data, rSum alone). A resumed run restores the model, optimiser, schedule and
+when selection keeps the epoch, ``best.pt``. The score is what the loss trains: dev rSum, plus the
+dev probe accuracy of every twin kind in training (on real data, rSum alone). Selection keeps the
+latest epoch whose score is within ``selection_tolerance_se`` standard errors of the peak (the
+highest score so far), the error being that of the paired per-image difference on the same dev
+queries (``within_noise``). A resumed run restores the model, optimiser, schedule, the peak and the
 torch RNG state, and draws each epoch's batch order from ``(seed, epoch)``, so it continues
 exactly as an uninterrupted run would.
 """
@@ -27,8 +30,10 @@ from benchmark.config import RunConfig, TrainConfig
 from benchmark.data.batches import CaptionPairs, epoch_batches, training_groups
 from benchmark.data.layout import CAPTIONS_PER_IMAGE
 from benchmark.data.loader import Split
+from benchmark.errors import UserError
 from benchmark.evaluation import Evaluation, autocast, evaluate
 from benchmark.loss import triplet_loss
+from benchmark.metrics import RECALL_KS
 from variants import ImageBatch, RetrievalModel
 
 
@@ -52,22 +57,47 @@ class EpochRecord:
     lr: float
     dev: Evaluation
     score: float  # the dev selection score (selection_score)
-    is_best: bool
+    is_best: bool  # selection kept this epoch (best.pt written)
+    peak_epoch: int  # the epoch of the highest score so far (this one, or an earlier one it is within noise of)
 
 
 @dataclass
 class Progress:
     epoch: int = 0  # epochs completed
-    best_score: float = -math.inf  # the best dev selection score so far
+    best_score: float = -math.inf  # the dev selection score of the epoch selection keeps (best.pt)
     best_epoch: int = 0
+    peak_score: float = -math.inf  # the highest dev selection score so far
+    peak_epoch: int = 0
+    peak_shares: np.ndarray | None = None  # the peak's selection_shares, to test later epochs against
+
+
+def _trained_probes(dev: Evaluation, cfg: TrainConfig) -> list[str]:
+    return [kind for kind in dev.probes if cfg.select_on_probes and kind not in cfg.held_out_twins]
 
 
 def selection_score(dev: Evaluation, cfg: TrainConfig) -> float:
     """Dev rSum plus, with ``select_on_probes``, the dev accuracy (%) of each twin probe whose kind
     is trained on: the twins are hard negatives of the loss, so selection scores both of its
     terms. Held-out kinds never count; twin-free (real) data scores rSum alone."""
-    trained = [kind for kind in dev.probes if cfg.select_on_probes and kind not in cfg.held_out_twins]
-    return dev.metrics["rsum"] + sum(dev.metrics[f"probe_{kind}"] for kind in trained)
+    return dev.metrics["rsum"] + sum(dev.metrics[f"probe_{kind}"] for kind in _trained_probes(dev, cfg))
+
+
+def selection_shares(dev: Evaluation, cfg: TrainConfig) -> np.ndarray:
+    """Each dev image's share of ``selection_score``, whose mean is the score: its image query's
+    recall hits, the mean of its five caption queries' hits and of their trained probe outcomes, in %."""
+    i2t = dev.ranks["i2t"]
+    t2i = dev.ranks["t2i"].reshape(len(i2t), CAPTIONS_PER_IMAGE)
+    shares = sum(100.0 * (i2t <= k) + 100.0 * (t2i <= k).mean(axis=1) for k in RECALL_KS)
+    for kind in _trained_probes(dev, cfg):
+        shares = shares + 100.0 * dev.probes[kind].reshape(len(i2t), CAPTIONS_PER_IMAGE).mean(axis=1)
+    return shares
+
+
+def within_noise(score: float, shares: np.ndarray, peak_score: float, peak_shares: np.ndarray, tolerance_se: float) -> bool:
+    """Whether a score is at most ``tolerance_se`` standard errors below the peak's, the error being
+    that of the mean paired difference of the two epochs' ``selection_shares`` (the same dev images)."""
+    se = float(np.std(shares - peak_shares, ddof=1) / math.sqrt(len(shares))) if len(shares) > 1 else 0.0
+    return peak_score - score <= tolerance_se * se
 
 
 def parameter_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -193,7 +223,7 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
     if resume is not None:
         load_weights(model, resume, checkpoint_dir / "last.pt")
         trainer.load_state_dict(resume)
-        progress = Progress(resume["epoch"], resume["best_score"], resume["best_epoch"])
+        progress = _resumed_progress(resume, checkpoint_dir / "last.pt")
         torch.set_rng_state(resume["torch_rng"])
         distributed.reseed(cfg.seed, ctx, progress.epoch)
     groups = training_groups(data.train, cfg.train.group_batches, cfg.train.held_out_twins)
@@ -208,21 +238,40 @@ def fit(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch
     return progress
 
 
+def _resumed_progress(resume: dict[str, Any], path: Path) -> Progress:
+    if "peak_shares" not in resume:
+        raise UserError(f"{path} predates selection within noise of the peak, so this run cannot continue as it would "
+                        "have run; start a new run instead of --resume")
+    return Progress(resume["epoch"], resume["best_score"], resume["best_epoch"], resume["peak_score"], resume["peak_epoch"],
+                    resume["peak_shares"].numpy())
+
+
+def select(progress: Progress, epoch: int, score: float, shares: np.ndarray, tolerance_se: float) -> Progress:
+    """Progress after an epoch: a new peak is kept; so is an epoch within noise of the peak (``within_noise``),
+    so selection keeps the latest epoch not measurably worse than the best, not one that led it by chance."""
+    if score > progress.peak_score:
+        return Progress(epoch, score, epoch, score, epoch, shares)
+    if within_noise(score, shares, progress.peak_score, progress.peak_shares, tolerance_se):
+        return replace(progress, epoch=epoch, best_score=score, best_epoch=epoch)
+    return replace(progress, epoch=epoch)
+
+
 def _end_epoch(model: RetrievalModel, data: TrainingData, cfg: RunConfig, device: torch.device, trainer: Trainer,
                progress: Progress, checkpoint_dir: Path, meta: dict[str, Any], on_epoch: Callable[[EpochRecord], None] | None,
                epoch: int, trained: tuple[float, float, float], lr: float) -> Progress:
     """Evaluate dev, select, write the checkpoints and report the epoch (``trained``: ``train_epoch``'s figures)."""
     dev = evaluate(model, data.dev, data.dev_tokens, cfg.eval, device, amp=trainer.amp)
     score = selection_score(dev, cfg.train)
-    is_best = score > progress.best_score
-    progress = Progress(epoch, *((score, epoch) if is_best else (progress.best_score, progress.best_epoch)))
+    progress = select(progress, epoch, score, selection_shares(dev, cfg.train), cfg.train.selection_tolerance_se)
+    is_best = progress.best_epoch == epoch
     payload = meta | trainer.state_dict() | {
-        "model": model.state_dict(), "epoch": epoch, "best_score": progress.best_score,
-        "best_epoch": progress.best_epoch, "torch_rng": torch.get_rng_state(),
+        "model": model.state_dict(), "epoch": epoch, "best_score": progress.best_score, "best_epoch": progress.best_epoch,
+        "peak_score": progress.peak_score, "peak_epoch": progress.peak_epoch,
+        "peak_shares": torch.from_numpy(progress.peak_shares), "torch_rng": torch.get_rng_state(),
     }
     if is_best:  # best.pt first: the last.pt on disk never names a best epoch whose best.pt is missing
         save_checkpoint(payload, checkpoint_dir / "best.pt")
     save_checkpoint(payload, checkpoint_dir / "last.pt")
     if on_epoch is not None:
-        on_epoch(EpochRecord(epoch, *trained, lr, dev, score, is_best))
+        on_epoch(EpochRecord(epoch, *trained, lr, dev, score, is_best, progress.peak_epoch))
     return progress

@@ -231,10 +231,10 @@ class TrackedRun:
         if not self.echo:
             return
         probes = "  ".join(f"{k[6:]} {v:.1f}" for k, v in record.dev.metrics.items() if k.startswith("probe_") and not k.endswith("_group"))
-        kept = "" if not record.is_best else " (best)" if record.peak_epoch == record.epoch else f" (kept: within noise of epoch {record.peak_epoch})"
+        note = record.selection_note()
         tqdm.write(
             f"epoch {record.epoch}/{epochs}  loss {record.train_loss:.3f}  dev rSum {record.dev.metrics['rsum']:.1f}"
-            f"  score {record.score:.1f}{kept}  {probes}  {record.seconds:.1f}s  {record.samples_per_s:.0f} pairs/s"
+            f"  score {record.score:.1f}{note and ' ' + note}  {probes}  {record.seconds:.1f}s  {record.samples_per_s:.0f} pairs/s"
         )
 
 

@@ -60,6 +60,12 @@ class EpochRecord:
     is_best: bool  # selection kept this epoch (best.pt written)
     peak_epoch: int  # the epoch of the highest score so far (this one, or an earlier one it is within noise of)
 
+    def selection_note(self) -> str:
+        """How the epoch line marks selection: '(best)' for a new peak, '(kept: ...)' for an epoch within noise of it."""
+        if not self.is_best:
+            return ""
+        return "(best)" if self.peak_epoch == self.epoch else f"(kept: within noise of epoch {self.peak_epoch})"
+
 
 @dataclass
 class Progress:

@@ -6,7 +6,7 @@ import pytest
 
 from benchmark.config import TrainConfig
 from benchmark.evaluation import Evaluation, score
-from benchmark.training import Progress, select, selection_score, selection_shares
+from benchmark.training import EpochRecord, Progress, select, selection_score, selection_shares
 
 
 def dev(probes: dict[str, float]) -> Evaluation:
@@ -67,3 +67,13 @@ def test_a_later_epoch_is_tested_against_the_peak_not_against_the_epoch_kept_las
     progress = select(progress, 2, 99.0, shares - 1.0 + noise, 1.0)  # kept: within 1 error (2) of the peak
     progress = select(progress, 3, 97.5, shares - 2.5 + noise, 1.0)  # within 2 of epoch 2, but 2.5 below the peak
     assert (progress.best_epoch, progress.peak_epoch) == (2, 1)
+
+
+@pytest.mark.parametrize("epoch, is_best, peak_epoch, note", [
+    (3, True, 3, "(best)"),
+    (5, True, 3, "(kept: within noise of epoch 3)"),
+    (4, False, 3, ""),
+])
+def test_the_epoch_line_says_whether_selection_kept_the_epoch_and_why(epoch, is_best, peak_epoch, note):
+    record = EpochRecord(epoch, 1.0, 1.0, 1.0, 1e-3, dev({}), 500.0, is_best, peak_epoch)
+    assert record.selection_note() == note
